@@ -1,0 +1,194 @@
+"""The store protocol: opaque bytes under a key, with an expiry and a version.
+
+A store knows nothing of sessions, cookies or Pyramid. Serialization and
+encryption happen above it; the user index (logout everywhere) is built above
+it too, so a new store gets every feature by implementing five methods.
+
+There is no base class to inherit: a store is a plain class that satisfies
+:class:`Store`. Optional abilities are separate protocols
+(:class:`SupportsExpiry`, :class:`SupportsScan`) checked with ``isinstance``;
+no store has a method that raises ``NotImplementedError``.
+
+Keys are lower-case hex strings (a hash of the session id, so read access to
+a store does not hand out live ids). A store may add its own prefix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+from typing import NamedTuple
+from typing import Protocol
+from typing import runtime_checkable
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
+
+from pyramid.settings import asbool
+from pyramid.settings import aslist
+
+__all__ = [
+    "Clock",
+    "Converter",
+    "Record",
+    "Store",
+    "SupportsExpiry",
+    "SupportsScan",
+    "as_bool",
+    "as_float",
+    "as_int",
+    "as_list",
+    "as_seconds",
+    "expires_at",
+    "mask_url",
+]
+
+#: A function returning the current time as a Unix timestamp.
+Clock = Callable[[], float]
+
+#: Turns a setting's value (a string from an ``.ini``, or a Python value
+#: passed in code) into what a store's keyword argument expects.
+Converter = Callable[[Any], Any]
+
+
+class Record(NamedTuple):
+    """What :meth:`Store.load` returns."""
+
+    #: The bytes that were saved.
+    data: bytes
+    #: Opaque token chosen by the store; changes on every successful save.
+    version: str
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Keep opaque bytes under a key, with compare-and-set writes."""
+
+    def load(self, key: str, ttl: int | None) -> Record | None:
+        """Return the record for *key*, or None when there is none.
+
+        Where the engine can, refresh the expiry to *ttl* seconds in the same
+        round trip (Redis ``GETEX``); a store that cannot leaves the expiry
+        alone and the factory calls :meth:`touch` when a refresh is due.
+        An expired record is a miss.
+        """
+        ...
+
+    def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
+        """Write *data* under *key* if the stored version is *expected_version*.
+
+        ``expected_version=None`` means create-only: the key must not exist.
+        Return the new version, which differs from every earlier one of the key.
+        Raise :class:`~pyramid_sessionstore.exceptions.ConflictError` when the
+        stored version differs, the record has vanished (deleted or expired) or
+        already exists on create. Never overwrite silently, never resurrect a
+        deleted record. *ttl* is in whole seconds, None meaning no expiry.
+        """
+        ...
+
+    def touch(self, key: str, ttl: int | None) -> bool:
+        """Extend the expiry of *key* to *ttl* without rewriting it.
+
+        Return False when there is no such record. Never raises for a missing key.
+        """
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove *key*. Deleting a missing key is not an error."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsExpiry(Protocol):
+    """A store whose engine does not expire records by itself."""
+
+    def delete_expired(self) -> int:
+        """Remove expired records, in bounded batches; return how many."""
+        ...
+
+
+@runtime_checkable
+class SupportsScan(Protocol):
+    """A store that can list its keys (for ``psessions stats`` and ``purge``)."""
+
+    def keys(self) -> Iterator[str]:
+        """Yield the keys of live records, without the store's own prefix."""
+        ...
+
+    def count(self) -> int:
+        """Return the number of live records."""
+        ...
+
+
+# -- option converters ---------------------------------------------------------
+# Explicit, never guessed: a password "0123" stays a string (unlike dogpile's
+# coerce_string_conf).
+
+
+def as_bool(value: Any) -> bool:
+    """Convert ``true/false/yes/no/on/off/1/0`` (or a bool) to a bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in {"true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f"}:
+        raise ValueError(f"expected true or false, got {value!r}")
+    return bool(asbool(text))
+
+
+def as_int(value: Any) -> int:
+    """Convert a whole number."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+def as_float(value: Any) -> float:
+    """Convert a number."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def as_seconds(value: Any) -> int | None:
+    """Convert a whole, non-negative number of seconds; ``none`` means None."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in {"", "none", "null"}:
+        return None
+    seconds = as_int(value)
+    if seconds < 0:
+        raise ValueError(f"expected seconds >= 0, got {value!r}")
+    return seconds
+
+
+def as_list(value: Any) -> list[str]:
+    """Convert whitespace- or newline-separated words (or a list) to a list."""
+    if isinstance(value, (list, tuple)):
+        return [str(item) for item in value]
+    return list(aslist(str(value)))
+
+
+# -- helpers shared by stores --------------------------------------------------
+
+
+def expires_at(ttl: int | None, clock: Clock = time.time) -> float | None:
+    """Return the Unix time at which a record saved now with *ttl* expires."""
+    return None if ttl is None else clock() + ttl
+
+
+def mask_url(url: str) -> str:
+    """Return *url* with its password replaced by ``***``, for error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

@@ -1,0 +1,426 @@
+"""The contract every store passes, as pytest classes to subclass.
+
+A store's test module subclasses :class:`StoreContract` (plus
+:class:`ExpiryContract`, :class:`ScanContract` and
+:class:`UnavailableContract` for the abilities it has), declares
+``capabilities`` and provides one fixture, ``store_factory``: a callable that
+takes a namespace (a fresh prefix, directory or table name) and returns a
+store isolated in it. The suite creates one namespace per test and deletes
+every key it wrote. A third-party store runs the same suite::
+
+    class TestMyStore(StoreContract, ScanContract):
+        capabilities = frozenset({"scan"})
+
+        @pytest.fixture
+        def store_factory(self):
+            return lambda namespace: MyStore(prefix=namespace)
+
+No test here is ever overridden to ``pass``: a store that cannot do something
+declares it by leaving out the capability, and
+``test_capabilities_are_exactly_those_declared`` checks the declaration.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import ClassVar
+from typing import TypeVar
+
+import pytest
+
+from ..exceptions import ConflictError
+from ..exceptions import SessionTooLargeError
+from ..exceptions import StoreUnavailableError
+from ..stores.base import Store
+from ..stores.base import SupportsExpiry
+from ..stores.base import SupportsScan
+
+__all__ = [
+    "ExpiryContract",
+    "ScanContract",
+    "StoreContract",
+    "UnavailableContract",
+    "eventually",
+    "new_key",
+]
+
+T = TypeVar("T")
+StoreFactory = Callable[[str], Store]
+
+
+def new_key() -> str:
+    """Return a fresh key shaped like the ones the factory uses (64 hex digits)."""
+    return secrets.token_hex(32)
+
+
+def eventually(check: Callable[[], T], timeout: float = 6.0, interval: float = 0.05) -> T:
+    """Poll *check* until it returns a truthy value; fail after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {check}")
+        time.sleep(interval)
+
+
+def wait_until_expired(store: Store, key: str, ttl: int = 1) -> None:
+    """Wait for a record saved with *ttl* to expire.
+
+    Loading refreshes the expiry, so the polls are spaced wider than *ttl*
+    (and wide enough for engines that count time in whole seconds).
+    """
+    time.sleep(ttl + 0.2)
+    eventually(lambda: store.load(key, ttl) is None, timeout=12, interval=ttl + 1.2)
+
+
+class _Keys:
+    """Hand out keys and remember them, so teardown can delete them."""
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+
+    def __call__(self) -> str:
+        key = new_key()
+        self.issued.append(key)
+        return key
+
+
+class StoreContract:
+    """Behaviour every store has: compare-and-set, expiry, binary safety."""
+
+    #: The optional abilities the store has: a subset of {"expiry", "scan"}.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Whether a 1 MiB record fits; a store that refuses raises SessionTooLargeError.
+    accepts_large_records: ClassVar[bool] = True
+    #: Threads racing in the compare-and-set test.
+    race_threads: ClassVar[int] = 8
+
+    @pytest.fixture
+    def namespace(self) -> str:
+        return f"t{uuid.uuid4().hex[:12]}"
+
+    @pytest.fixture
+    def key(self) -> Iterator[_Keys]:
+        yield _Keys()
+
+    @pytest.fixture
+    def store(self, store_factory: StoreFactory, namespace: str, key: _Keys) -> Iterator[Store]:
+        store = store_factory(namespace)
+        yield store
+        for issued in key.issued:
+            store.delete(issued)
+        store.close()
+
+    # 0. conformance
+
+    def test_store_satisfies_protocol(self, store: Store) -> None:
+        assert isinstance(store, Store)
+
+    def test_capabilities_are_exactly_those_declared(self, store: Store) -> None:
+        found = set()
+        if isinstance(store, SupportsExpiry):
+            found.add("expiry")
+        if isinstance(store, SupportsScan):
+            found.add("scan")
+        assert found == set(self.capabilities)
+
+    # 1-2. load and create
+
+    def test_load_unknown_key_returns_none(self, store: Store, key: _Keys) -> None:
+        assert store.load(key(), 60) is None
+
+    def test_create_then_load_returns_same_bytes_and_version(
+        self, store: Store, key: _Keys
+    ) -> None:
+        k = key()
+        version = store.save(k, b"payload", 60, None)
+        assert isinstance(version, str) and version
+        record = store.load(k, 60)
+        assert record is not None
+        assert record.data == b"payload"
+        assert record.version == version
+
+    # 3. create on existing key
+
+    def test_create_on_existing_key_raises_conflict(self, store: Store, key: _Keys) -> None:
+        k = key()
+        version = store.save(k, b"first", 60, None)
+        with pytest.raises(ConflictError):
+            store.save(k, b"second", 60, None)
+        assert store.load(k, 60) == (b"first", version)
+
+    # 4-6. update
+
+    def test_update_with_current_version_returns_new_version(
+        self, store: Store, key: _Keys
+    ) -> None:
+        k = key()
+        v1 = store.save(k, b"one", 60, None)
+        v2 = store.save(k, b"two", 60, v1)
+        assert v2 != v1
+        assert store.load(k, 60) == (b"two", v2)
+        v3 = store.save(k, b"three", 60, v2)
+        assert v3 not in (v1, v2)
+
+    def test_update_with_stale_version_raises_conflict(self, store: Store, key: _Keys) -> None:
+        k = key()
+        v1 = store.save(k, b"one", 60, None)
+        v2 = store.save(k, b"two", 60, v1)
+        with pytest.raises(ConflictError):
+            store.save(k, b"stale", 60, v1)
+        assert store.load(k, 60) == (b"two", v2)
+
+    def test_update_after_delete_raises_conflict_and_does_not_resurrect(
+        self, store: Store, key: _Keys
+    ) -> None:
+        k = key()
+        v1 = store.save(k, b"one", 60, None)
+        store.delete(k)
+        with pytest.raises(ConflictError):
+            store.save(k, b"back", 60, v1)
+        assert store.load(k, 60) is None
+
+    def test_update_of_unknown_key_raises_conflict(self, store: Store, key: _Keys) -> None:
+        k = key()
+        with pytest.raises(ConflictError):
+            store.save(k, b"data", 60, "1")
+        assert store.load(k, 60) is None
+
+    # 7. delete and touch
+
+    def test_delete_existing_key_removes_it(self, store: Store, key: _Keys) -> None:
+        k = key()
+        store.save(k, b"data", 60, None)
+        store.delete(k)
+        assert store.load(k, 60) is None
+
+    def test_delete_missing_key_is_not_an_error(self, store: Store, key: _Keys) -> None:
+        k = key()
+        store.delete(k)
+        store.delete(k)
+
+    def test_touch_missing_key_returns_false(self, store: Store, key: _Keys) -> None:
+        assert store.touch(key(), 60) is False
+
+    def test_touch_existing_key_returns_true_and_keeps_data(self, store: Store, key: _Keys) -> None:
+        k = key()
+        version = store.save(k, b"data", 60, None)
+        assert store.touch(k, 120) is True
+        assert store.load(k, 60) == (b"data", version)
+
+    def test_create_after_delete_succeeds(self, store: Store, key: _Keys) -> None:
+        k = key()
+        store.save(k, b"old", 60, None)
+        store.delete(k)
+        version = store.save(k, b"new", 60, None)
+        assert store.load(k, 60) == (b"new", version)
+
+    # 8. ttl
+
+    def test_record_with_ttl_expires(self, store: Store, key: _Keys) -> None:
+        k = key()
+        store.save(k, b"short", 1, None)
+        wait_until_expired(store, k)
+
+    def test_expired_record_cannot_be_updated(self, store: Store, key: _Keys) -> None:
+        k = key()
+        version = store.save(k, b"short", 1, None)
+        wait_until_expired(store, k)
+        with pytest.raises(ConflictError):
+            store.save(k, b"back", 60, version)
+
+    def test_touch_pushes_expiry_out(self, store: Store, key: _Keys) -> None:
+        k = key()
+        store.save(k, b"data", 2, None)
+        assert store.touch(k, 30) is True
+        time.sleep(3.1)
+        assert store.load(k, 30) is not None
+
+    def test_load_with_ttl_pushes_expiry_out(self, store: Store, key: _Keys) -> None:
+        k = key()
+        store.save(k, b"data", 2, None)
+        assert store.load(k, 30) is not None
+        time.sleep(3.1)
+        assert store.load(k, 30) is not None
+
+    def test_ttl_none_never_expires(self, store: Store, key: _Keys) -> None:
+        k = key()
+        version = store.save(k, b"forever", None, None)
+        time.sleep(1.5)
+        assert store.load(k, None) == (b"forever", version)
+
+    # 9. binary safety
+
+    @pytest.mark.parametrize(
+        "payload",
+        [b"", b"\x00", b"a\x00b", b"\xff\xfe\x00\x01", bytes(range(256))],
+        ids=["empty", "nul", "inner-nul", "high-bytes", "all-bytes"],
+    )
+    def test_binary_payload_round_trips(self, store: Store, key: _Keys, payload: bytes) -> None:
+        k = key()
+        version = store.save(k, payload, 60, None)
+        assert store.load(k, 60) == (payload, version)
+
+    def test_large_payload_round_trips_or_is_refused(self, store: Store, key: _Keys) -> None:
+        k = key()
+        payload = secrets.token_bytes(1024 * 1024)
+        if not self.accepts_large_records:
+            with pytest.raises(SessionTooLargeError):
+                store.save(k, payload, 60, None)
+            return
+        version = store.save(k, payload, 60, None)
+        assert store.load(k, 60) == (payload, version)
+
+    # 10. isolation
+
+    def test_namespaces_are_isolated(
+        self, store: Store, store_factory: StoreFactory, namespace: str, key: _Keys
+    ) -> None:
+        other = store_factory(namespace + "x")
+        try:
+            k = key()
+            store.save(k, b"mine", 60, None)
+            assert other.load(k, 60) is None
+            other_version = other.save(k, b"theirs", 60, None)
+            assert store.load(k, 60) is not None
+            assert store.load(k, 60).data == b"mine"  # type: ignore[union-attr]
+            other.delete(k)
+            assert store.load(k, 60) is not None
+            assert other_version
+        finally:
+            other.close()
+
+    # 11. race
+
+    def test_concurrent_compare_and_set_has_exactly_one_winner(
+        self, store: Store, key: _Keys
+    ) -> None:
+        k = key()
+        base = store.save(k, b"base", 60, None)
+        barrier = threading.Barrier(self.race_threads)
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def contend(n: int) -> None:
+            barrier.wait()
+            try:
+                store.save(k, f"writer-{n}".encode(), 60, base)
+                result = f"won-{n}"
+            except ConflictError:
+                result = "lost"
+            with lock:
+                outcomes.append(result)
+
+        threads = [threading.Thread(target=contend, args=(n,)) for n in range(self.race_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        winners = [o for o in outcomes if o.startswith("won")]
+        assert len(outcomes) == self.race_threads
+        assert len(winners) == 1
+        record = store.load(k, 60)
+        assert record is not None
+        assert record.data == f"writer-{winners[0][4:]}".encode()
+
+    def test_concurrent_creates_have_exactly_one_winner(self, store: Store, key: _Keys) -> None:
+        k = key()
+        barrier = threading.Barrier(self.race_threads)
+        won: list[int] = []
+
+        def create(n: int) -> None:
+            barrier.wait()
+            try:
+                store.save(k, str(n).encode(), 60, None)
+                won.append(n)
+            except ConflictError:
+                pass
+
+        threads = [threading.Thread(target=create, args=(n,)) for n in range(self.race_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(won) == 1
+        assert store.load(k, 60).data == str(won[0]).encode()  # type: ignore[union-attr]
+
+    # 14. close
+
+    def test_close_is_idempotent(self, store_factory: StoreFactory, namespace: str) -> None:
+        store = store_factory(namespace + "c")
+        store.close()
+        store.close()
+
+
+class ExpiryContract:
+    """For stores with :class:`SupportsExpiry`: ``delete_expired`` removes only the dead."""
+
+    def test_delete_expired_removes_only_expired_and_counts(self, store: Store, key: _Keys) -> None:
+        assert isinstance(store, SupportsExpiry)
+        short = [key() for _ in range(3)]
+        keep = [key() for _ in range(2)]
+        for k in short:
+            store.save(k, b"short", 1, None)
+        for k in keep:
+            store.save(k, b"keep", 600, None)
+        forever = key()
+        store.save(forever, b"forever", None, None)
+        time.sleep(2.1)
+        assert store.delete_expired() == len(short)
+        for k in short:
+            assert store.load(k, None) is None
+        for k in [*keep, forever]:
+            assert store.load(k, None) is not None
+        assert store.delete_expired() == 0
+
+
+class ScanContract:
+    """For stores with :class:`SupportsScan`: ``keys`` and ``count`` agree with saves."""
+
+    def test_keys_and_count_agree_with_saved(self, store: Store, key: _Keys) -> None:
+        assert isinstance(store, SupportsScan)
+        assert store.count() == 0
+        saved = {key() for _ in range(5)}
+        for k in saved:
+            store.save(k, b"x", 600, None)
+        assert set(store.keys()) == saved
+        assert store.count() == len(saved)
+        gone = saved.pop()
+        store.delete(gone)
+        assert set(store.keys()) == saved
+        assert store.count() == len(saved)
+
+    def test_keys_leave_out_expired(self, store: Store, key: _Keys) -> None:
+        assert isinstance(store, SupportsScan)
+        live, dead = key(), key()
+        store.save(live, b"x", 600, None)
+        store.save(dead, b"x", 1, None)
+        eventually(lambda: set(store.keys()) == {live})
+        assert store.count() == 1
+
+
+class UnavailableContract:
+    """For stores that can be unreachable: the project's error, never the driver's.
+
+    Provide a fixture ``unavailable_store``: the store pointed at a closed
+    loopback port, an unwritable directory, or the like.
+    """
+
+    def test_unreachable_store_raises_store_unavailable(self, unavailable_store: Store) -> None:
+        k = new_key()
+        for call in (
+            lambda: unavailable_store.load(k, 60),
+            lambda: unavailable_store.save(k, b"x", 60, None),
+            lambda: unavailable_store.touch(k, 60),
+            lambda: unavailable_store.delete(k),
+        ):
+            with pytest.raises(StoreUnavailableError) as info:
+                call()
+            assert info.value.__cause__ is not None or info.value.__context__ is not None

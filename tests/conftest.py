@@ -1,0 +1,9 @@
+"""Shared fixtures. Server discovery lives in ``tests/servers.py``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Make ``servers`` importable from every test folder.
+sys.path.insert(0, str(Path(__file__).parent))
