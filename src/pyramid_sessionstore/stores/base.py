@@ -32,6 +32,7 @@ __all__ = [
     "Clock",
     "Converter",
     "Record",
+    "SealsCookies",
     "Store",
     "SupportsExpiry",
     "SupportsScan",
@@ -192,3 +193,22 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@runtime_checkable
+class SealsCookies(Protocol):
+    """A store that keeps the whole session in the cookie (the cookie store).
+
+    The factory hands it the stored form of the session and sets what comes
+    back as the cookie value; there is no key, version or server round trip.
+    """
+
+    def seal(self, payload: bytes) -> str:
+        """Return the cookie value carrying *payload*; raise SessionTooLargeError
+        when it would not fit in a cookie."""
+        ...
+
+    def unseal(self, value: str) -> bytes | None:
+        """Return the payload inside a cookie *value*, or None when it is not
+        authentic (tampered, truncated, wrong key, not ours)."""
+        ...

@@ -1,0 +1,298 @@
+"""Session: Pyramid's ISession over a dict, with change tracking.
+
+The session does no I/O. It records what the request did (which keys it set,
+whether it handed out a mutable value, whether it was invalidated or given a
+new id) and the factory turns that into store calls when the response goes
+out. Flash queues and the CSRF token use the same keys as Pyramid's own
+sessions (``_f_<queue>``, ``_csrft_``), so Pyramid's CSRF policies work
+unchanged.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from typing import Any
+
+from pyramid.interfaces import ISession
+from zope.interface import implementer
+
+from .serializers import SCALARS
+from .serializers import check
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["Session"]
+
+_MISSING: Any = object()
+FLASH_PREFIX = "_f_"
+CSRF_KEY = "_csrft_"
+
+
+@implementer(ISession)
+class Session:
+    """One user's session: a dict with Pyramid's session API on top.
+
+    Created by :class:`~pyramid_sessionstore.SessionFactory`; views reach it as
+    ``request.session``.
+    """
+
+    __slots__ = (
+        "_data",
+        "_dirty",
+        "_exposed",
+        "_id",
+        "_key",
+        "_version",
+        "_loaded_bytes",
+        "_doomed",
+        "_userid",
+        "_user_changed",
+        "_timeout",
+        "_timeout_changed",
+        "_written",
+        "_degraded",
+        "_cookie_stale",
+        "created",
+        "new",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        created: int | None = None,
+        session_id: str | None = None,
+        key: str | None = None,
+        version: str | None = None,
+        loaded_bytes: bytes | None = None,
+        userid: Any = None,
+        timeout: int | None = None,
+        written: float = 0.0,
+    ) -> None:
+        self._data: dict[str, Any] = {} if data is None else data
+        #: Unix time (whole seconds) the session was created.
+        self.created: int = int(time.time()) if created is None else created
+        #: True when the session was created during this request.
+        self.new: bool = session_id is None
+        self._id = session_id
+        self._key = key
+        self._version = version
+        self._loaded_bytes = loaded_bytes
+        self._dirty = False
+        self._exposed = False
+        self._doomed: list[str] = []
+        self._userid = userid
+        self._user_changed = False
+        self._timeout = timeout
+        self._timeout_changed = False
+        self._written = written
+        # Set when the store was down and the factory chose an empty session:
+        # such a session is never saved.
+        self._degraded = False
+        # Set by the factory when the cookie must be re-sent although nothing
+        # changed (signed with an older secret, say).
+        self._cookie_stale = False
+
+    def __repr__(self) -> str:
+        state = "new" if self.new else "loaded"
+        return f"<Session {state} keys={sorted(self._data)!r}>"
+
+    # -- reading ---------------------------------------------------------------
+
+    def _hand_out(self, value: Any) -> Any:
+        # A mutable value may be changed in place without changed(): remember
+        # to compare with what was loaded before deciding there is no write.
+        if type(value) not in SCALARS:
+            self._exposed = True
+        return value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._hand_out(self._data[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._hand_out(self._data.get(key, default))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def keys(self) -> Any:
+        return self._data.keys()
+
+    def values(self) -> Any:
+        self._exposed = True
+        return self._data.values()
+
+    def items(self) -> Any:
+        self._exposed = True
+        return self._data.items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Session):
+            return self._data == other._data
+        return self._data == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- writing ---------------------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if type(key) is not str:
+            raise TypeError(f"session keys must be str, not {type(key).__name__}: {key!r}")
+        check(value, key)
+        self._data[key] = value
+        self._dirty = True
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self._dirty = True
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self._data:
+            self[key] = default
+        return self._hand_out(self._data[key])
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        if key in self._data:
+            self._dirty = True
+            return self._hand_out(self._data.pop(key))
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def popitem(self) -> tuple[str, Any]:
+        key, value = self._data.popitem()
+        self._dirty = True
+        return key, self._hand_out(value)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        pairs: Iterable[tuple[str, Any]]
+        pairs = other.items() if hasattr(other, "items") else other
+        for key, value in pairs:
+            self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def clear(self) -> None:
+        if self._data:
+            self._data.clear()
+            self._dirty = True
+
+    def changed(self) -> None:
+        """Mark the session as changed, so it is saved even if nothing seems different."""
+        self._dirty = True
+        # Forget what was loaded: the comparison then always finds a change,
+        # and a merge after a lost race re-applies every key of this request.
+        self._loaded_bytes = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """End this session: its record is deleted and its cookie expired.
+
+        The object stays usable: anything stored in it afterwards in the same
+        request starts a new session under a new id (a flash message after
+        logging out, say).
+        """
+        if self._key is not None:
+            self._doomed.append(self._key)
+        self._data = {}
+        self._id = self._key = self._version = self._loaded_bytes = None
+        self.created = int(time.time())
+        self.new = True
+        self._userid = None
+        self._timeout = None
+        self._dirty = self._exposed = False
+        self._user_changed = self._timeout_changed = False
+
+    def regenerate_id(self) -> None:
+        """Give the session a new id, keeping its data; the old record is deleted.
+
+        Call it on login, so an id an attacker planted before login is worth
+        nothing after it (session fixation).
+        """
+        if self._key is not None:
+            self._doomed.append(self._key)
+        self._id = self._key = self._version = None
+        self._dirty = True
+
+    def bind_user(self, userid: Any) -> None:
+        """Record *userid* as the owner, for ``invalidate_user_sessions``.
+
+        Binding a user other than the current owner (including the first
+        binding of a stored anonymous session) gives the session a new id.
+        """
+        if type(userid) not in (str, int):
+            raise TypeError(f"userid must be a str or int, not {type(userid).__name__}")
+        if userid == self._userid:
+            return
+        if self._id is not None:
+            self.regenerate_id()
+        self._userid = userid
+        self._user_changed = True
+
+    @property
+    def userid(self) -> Any:
+        """The user bound with :meth:`bind_user`, or None."""
+        return self._userid
+
+    def set_timeout(self, seconds: int | None) -> None:
+        """Set this session's idle timeout ("remember me"); None restores the default."""
+        if seconds is not None and (type(seconds) is not int or seconds < 1):
+            raise ValueError(f"timeout must be a whole number of seconds >= 1, got {seconds!r}")
+        if seconds != self._timeout:
+            self._timeout = seconds
+            self._timeout_changed = True
+
+    @property
+    def timeout(self) -> int | None:
+        """This session's own idle timeout, or None when it uses the factory's."""
+        return self._timeout
+
+    # -- flash -----------------------------------------------------------------
+
+    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        """Add *msg* to the flash queue *queue*."""
+        storage = self._data.get(FLASH_PREFIX + queue)
+        if storage is None:
+            self[FLASH_PREFIX + queue] = [msg]
+            return
+        if allow_duplicate or msg not in storage:
+            check(msg, FLASH_PREFIX + queue)
+            storage.append(msg)
+            self._dirty = True
+
+    def pop_flash(self, queue: str = "") -> list[Any]:
+        """Remove and return the messages of the flash queue *queue*."""
+        result: list[Any] = self.pop(FLASH_PREFIX + queue, [])
+        return result
+
+    def peek_flash(self, queue: str = "") -> list[Any]:
+        """Return the messages of the flash queue *queue*, leaving them there."""
+        result: list[Any] = self.get(FLASH_PREFIX + queue, [])
+        return result
+
+    # -- CSRF ------------------------------------------------------------------
+
+    def new_csrf_token(self) -> str:
+        """Create, store and return a new CSRF token."""
+        token = secrets.token_hex(20)
+        self[CSRF_KEY] = token
+        return token
+
+    def get_csrf_token(self) -> str:
+        """Return the CSRF token, creating one if there is none."""
+        token = self._data.get(CSRF_KEY)
+        if token is None:
+            token = self.new_csrf_token()
+        return str(token)
