@@ -95,6 +95,11 @@ class SessionFactory:
         saved, for requests that only read). Default: ``raise``.
     :param conflict_retries: how often a write that lost a race with another
         request of the same session is merged and retried. Default: 5.
+    :param import_from: a cookie store (``CookieStore``) whose cookies are
+        imported: a request carrying such a cookie instead of a session id
+        gets its data in a new server-side session, so moving from the cookie
+        store (or from Pyramid's ``SignedCookieSessionFactory``, through the
+        cookie store's compatibility mode) logs nobody out. Default: None.
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class SessionFactory:
         set_on_exception: bool = True,
         on_store_error: str = "raise",
         conflict_retries: int = 5,
+        import_from: SealsCookies | None = None,
     ) -> None:
         if (secret is None) == (secrets is None):
             raise ValueError("give exactly one of secret= or secrets=")
@@ -153,6 +159,8 @@ class SessionFactory:
             store = MemoryStore()
         if not isinstance(store, Store):
             raise TypeError(f"{store!r} does not implement the Store protocol")
+        if import_from is not None and not isinstance(import_from, SealsCookies):
+            raise TypeError(f"import_from={import_from!r} is not a cookie store (seal/unseal)")
         if isinstance(serializer, str):
             named = serializer_by_name(serializer)
             if named is None:
@@ -187,6 +195,8 @@ class SessionFactory:
         self.conflict_retries = conflict_retries
         #: True for the cookie store: the cookie carries the session itself.
         self.client_side = isinstance(store, SealsCookies)
+        #: Cookie store whose cookies are imported into this factory's store.
+        self.import_from = import_from
 
     def __repr__(self) -> str:
         return f"SessionFactory(store={self.store!r}, cookie_name={self.cookie_name!r})"
@@ -208,6 +218,11 @@ class SessionFactory:
         if not value:
             return Session()
         verified = self.signer.verify(value)
+        if verified is None and self.import_from is not None:
+            imported = self._unseal(self.import_from, value)
+            if imported is not None:
+                imported.changed()  # saved under a new id; the response replaces the cookie
+                return imported
         if verified is None:
             security_log.warning(
                 "rejected a session cookie that is not validly signed (from %s)",
@@ -264,10 +279,19 @@ class SessionFactory:
         if not value:
             return Session()
         assert isinstance(self.store, SealsCookies)
-        payload = self.store.unseal(value)
-        if payload is None:
-            security_log.warning("rejected a session cookie that does not decrypt")
+        session = self._unseal(self.store, value)
+        if session is None:
             return Session()
+        session._id, session._key = "cookie", ""  # "" lets invalidate() expire the cookie
+        return session
+
+    def _unseal(self, sealer: SealsCookies, value: str) -> Session | None:
+        """Return the session inside a sealed cookie, or None (logged) when there is none."""
+        unsealed = sealer.unseal(value)
+        if unsealed is None:
+            security_log.warning("rejected a session cookie that does not decrypt")
+            return None
+        payload, current = unsealed
         try:
             header, data_bytes = decode(payload)
             data = self.serializer.loads(data_bytes)
@@ -275,24 +299,25 @@ class SessionFactory:
                 raise CorruptPayloadError("session data is not a dict")
         except Exception as err:  # noqa: BLE001 - authentic but unreadable (serializer change)
             security_log.warning("unreadable session cookie ignored: %s", err)
-            return Session()
+            return None
         now = time.time()
         idle = header.timeout if header.timeout is not None else self.timeout
         if (idle is not None and now >= header.written + idle) or (
             self.max_lifetime is not None and now >= header.created + self.max_lifetime
         ):
             security_log.info("expired session cookie ignored")
-            return Session()
-        return Session(
+            return None
+        session = Session(
             data,
             created=header.created,
-            session_id="cookie",
-            key="",  # no store key; "" lets invalidate() mark the cookie for expiry
             loaded_bytes=data_bytes,
             userid=header.userid,
             timeout=header.timeout,
             written=header.written,
         )
+        session.new = False
+        session._cookie_stale = not current
+        return session
 
     def _on_response(self, request: Request, response: Any) -> None:
         if request.exception is not None and not self.set_on_exception:

@@ -24,6 +24,7 @@ from .stores.base import as_int
 from .stores.base import as_seconds
 from .stores.registry import BUILTIN_STORES
 from .stores.registry import DOTTED_OPTIONS_SECTION
+from .stores.registry import build_store
 from .stores.registry import convert_options
 from .stores.registry import resolve_store
 from .stores.registry import store_from_settings
@@ -94,7 +95,7 @@ FACTORY_OPTIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 # Settings that are not factory options but are read here.
-_OTHER_KEYS = {"store"}
+_OTHER_KEYS = {"store", "import_from"}
 
 
 def _check_keys(settings: Mapping[str, Any], prefix: str) -> None:
@@ -152,6 +153,9 @@ def session_factory_from_settings(
 ) -> SessionFactory:
     """Return a SessionFactory configured by the ``<prefix>*`` keys of *settings*."""
     kwargs = parse_factory_options(settings, prefix)
+    import_from = str(settings.get(f"{prefix}import_from", "")).strip()
+    if import_from:
+        kwargs["import_from"] = build_store(import_from, settings, prefix)
     store = store_from_settings(settings, prefix)
     try:
         return SessionFactory(store=store, **kwargs)

@@ -208,7 +208,9 @@ class SealsCookies(Protocol):
         when it would not fit in a cookie."""
         ...
 
-    def unseal(self, value: str) -> bytes | None:
-        """Return the payload inside a cookie *value*, or None when it is not
-        authentic (tampered, truncated, wrong key, not ours)."""
+    def unseal(self, value: str) -> tuple[bytes, bool] | None:
+        """Return the payload inside a cookie *value* and whether the cookie is
+        current (False: sealed with an older key or in a legacy format, so the
+        factory re-seals it on the response). None when it is not authentic
+        (tampered, truncated, wrong key, not ours)."""
         ...
