@@ -114,8 +114,8 @@ def invalidate_user_sessions(request: Request, userid: Any, except_current: bool
             "invalidate_user_sessions cannot end sessions kept in browser cookies"
             " (session.store = cookie): there is no server-side record to delete"
         )
-    current = request.__dict__.get("_sessionstore_session")
-    current_key = current._key if current is not None and current.userid == userid else None
+    current = request.session  # loads it if the view has not yet
+    current_key = current._key if current.userid == userid else None
     key = index_key(userid)
     ended = 0
     for _ in range(_RETRIES):
@@ -132,6 +132,6 @@ def invalidate_user_sessions(request: Request, userid: Any, except_current: bool
             break
         except ConflictError:
             continue  # a session was bound meanwhile: end it too
-    if current is not None and current_key is not None and not except_current:
+    if current_key is not None and not except_current:
         current.invalidate()
     return ended
