@@ -408,3 +408,16 @@ def test_regenerated_session_old_id_is_not_brought_back(
     replay = TestApp(app.app)
     replay.set_cookie("session", old)
     assert replay.get("/dump").json["data"] == {}
+
+
+def test_session_survives_another_cookie_that_is_not_utf8(app: TestApp) -> None:
+    app.get("/set/a/1")
+    ours = session_cookie(app)
+    browser = TestApp(app.app)
+    res = browser.get("/get/a", headers={"Cookie": f'other="\\200"; session={ours}'})
+    assert res.json == {"value": "1"}
+
+
+def test_our_cookie_not_utf8_is_a_fresh_session(app: TestApp) -> None:
+    res = TestApp(app.app).get("/dump", headers={"Cookie": 'session="\\200abc"'})
+    assert res.status_int == 200 and res.json["new"] is True

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from pyramid.interfaces import ISessionFactory
+from webob.cookies import parse_cookie
 from zope.interface import implementer
 
 from . import lifecycle
@@ -205,7 +206,7 @@ class SessionFactory:
 
     def __call__(self, request: Request) -> Session:
         """Return the session of *request*; Pyramid calls this on first access."""
-        value = request.cookies.get(self.cookie_name)
+        value = self._read_cookie(request)
         if self.client_side:
             session = self._load_sealed(value)
         else:
@@ -213,6 +214,25 @@ class SessionFactory:
         request.add_response_callback(self._on_response)
         request.__dict__["_sessionstore_session"] = session
         return session
+
+    def _read_cookie(self, request: Request) -> str | None:
+        """Return our cookie's value; None when absent or not decodable."""
+        try:
+            value: str | None = request.cookies.get(self.cookie_name)
+            return value
+        except UnicodeDecodeError:
+            # WebOb decodes every cookie of the header as UTF-8 and gives up on
+            # the first bad byte, even in another application's cookie.
+            pass
+        wanted = self.cookie_name.encode("latin-1", "replace")
+        for name, raw in parse_cookie(request.environ.get("HTTP_COOKIE", "")):
+            if name == wanted:
+                try:
+                    return str(raw.decode("ascii"))
+                except UnicodeDecodeError:
+                    security_log.warning("rejected a session cookie that is not ASCII")
+                    return None
+        return None
 
     def _load(self, value: str | None, request: Request) -> Session:
         if not value:

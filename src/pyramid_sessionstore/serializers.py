@@ -165,7 +165,13 @@ class MsgpackSerializer:
         self._decode = msgspec.msgpack.Decoder().decode
 
     def dumps(self, appstruct: Any) -> bytes:
-        return bytes(self._encode(tag(appstruct)))
+        try:
+            return bytes(self._encode(tag(appstruct)))
+        except OverflowError as err:
+            raise SerializationError(
+                f"session data holds an integer msgpack cannot store (it keeps 64-bit"
+                f" integers): {err}"
+            ) from err
 
     def loads(self, bstruct: bytes) -> Any:
         return _untag_tree(self._decode(bstruct))
