@@ -347,6 +347,8 @@ class SessionFactory:
         if "Cookie" not in vary:
             response.vary = (*vary, "Cookie")
         if session._degraded:
+            if session._dirty:
+                log.error("session store unavailable: this request's session changes are lost")
             return
         if self.client_side:
             lifecycle.finish_sealed(self, session, response)
