@@ -29,7 +29,13 @@ if TYPE_CHECKING:
 
     from .factory import SessionFactory
 
-__all__ = ["MAX_SESSIONS", "index_key", "invalidate_user_sessions", "remember"]
+__all__ = [
+    "MAX_SESSIONS",
+    "end_user_sessions",
+    "index_key",
+    "invalidate_user_sessions",
+    "remember",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,40 @@ def _factory_of(request: Request) -> SessionFactory:
     return factory
 
 
+def end_user_sessions(factory: SessionFactory, userid: Any, except_key: str | None = None) -> int:
+    """End every session bound to *userid* in *factory*'s store; return how many.
+
+    The request-free core of :func:`invalidate_user_sessions`, also used by
+    ``psessions purge --user``.
+
+    :param factory: the session factory whose store keeps the sessions.
+    :param userid: the user, as given to ``session.bind_user``.
+    :param except_key: the store key of a session to keep alive, or None.
+    """
+    if factory.client_side:
+        raise ConfigurationError(
+            "cannot end sessions kept in browser cookies (session.store = cookie):"
+            " there is no server-side record to delete"
+        )
+    key = index_key(userid)
+    ended = 0
+    for _ in range(_RETRIES):
+        entries, version = _read(factory, key)
+        keep = {k: t for k, t in entries.items() if except_key is not None and k == except_key}
+        for session_key in entries:
+            if session_key in keep:
+                continue
+            if factory.store.touch(session_key, 1):
+                ended += 1
+            factory.store.delete(session_key)
+        try:
+            _write(factory, key, keep, version)
+            break
+        except ConflictError:
+            continue  # a session was bound meanwhile: end it too
+    return ended
+
+
 def invalidate_user_sessions(request: Request, userid: Any, except_current: bool = False) -> int:
     """End every session bound to *userid* ("log out everywhere"); return how many.
 
@@ -116,22 +156,7 @@ def invalidate_user_sessions(request: Request, userid: Any, except_current: bool
         )
     current = request.session  # loads it if the view has not yet
     current_key = current._key if current.userid == userid else None
-    key = index_key(userid)
-    ended = 0
-    for _ in range(_RETRIES):
-        entries, version = _read(factory, key)
-        keep = {k: t for k, t in entries.items() if except_current and k == current_key}
-        for session_key in entries:
-            if session_key in keep:
-                continue
-            if factory.store.touch(session_key, 1):
-                ended += 1
-            factory.store.delete(session_key)
-        try:
-            _write(factory, key, keep, version)
-            break
-        except ConflictError:
-            continue  # a session was bound meanwhile: end it too
+    ended = end_user_sessions(factory, userid, current_key if except_current else None)
     if current_key is not None and not except_current:
         current.invalidate()
     return ended

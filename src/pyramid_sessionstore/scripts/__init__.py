@@ -1,0 +1,1 @@
+"""Console scripts (``psessions``), in the style of Pyramid's ``pshell``/``proutes``."""

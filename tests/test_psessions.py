@@ -1,0 +1,380 @@
+"""``psessions``, end to end: sessions made by a real app, inspected by the console script.
+
+The app (``psessions_app.main``) and the script read the same ``.ini`` file,
+whose ``[app:main]`` says ``use = call:psessions_app:main``: PasteDeploy
+imports that module to read the settings, so the subprocesses get ``tests/``
+on their ``PYTHONPATH``. Stores shared between processes (file, sqlite, redis)
+run through the installed console script; the few cases that need a fake clock
+or a terminal call ``main()`` in this process with a shared MemoryStore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+from webtest import TestApp
+
+import psessions_app
+from pyramid_sessionstore.cookies import store_key
+from pyramid_sessionstore.scripts.psessions import main
+from pyramid_sessionstore.stores.memory import MemoryStore
+from pyramid_sessionstore.testing.contract import eventually
+from servers import REDIS_URL
+from servers import closed_port
+from servers import ensure_server
+
+SECRET = "psessions-test-secret-" + "x" * 48
+PSESSIONS = shutil.which("psessions", path=os.path.dirname(sys.executable))
+TESTS_DIR = str(Path(__file__).parent)
+
+
+def _store_settings(kind: str, tmp_path: Path) -> str:
+    if importlib.util.find_spec(f"pyramid_sessionstore.stores.{kind}") is None:
+        pytest.skip(f"the {kind} store is not built yet")
+    if kind == "file":
+        return f"session.store = file\nsession.file.path = {tmp_path}/sessions"
+    if kind == "sqlite":
+        return f"session.store = sqlite\nsession.sqlite.path = {tmp_path}/sessions.sqlite"
+    assert kind == "redis"
+    ensure_server("redis", REDIS_URL, 6379)
+    prefix = f"psessions-{uuid.uuid4().hex}:"
+    return (
+        f"session.store = redis\nsession.redis.url = {REDIS_URL}\nsession.redis.prefix = {prefix}"
+    )
+
+
+class Deployment:
+    """An ``.ini`` file, the app it configures and the ``psessions`` that reads it."""
+
+    def __init__(self, tmp_path: Path, settings: str) -> None:
+        self.ini = tmp_path / "app.ini"
+        self.ini.write_text(
+            f"[app:main]\nuse = call:psessions_app:main\nsession.secret = {SECRET}\n{settings}\n"
+        )
+        self.settings = {"session.secret": SECRET}
+        for line in settings.splitlines():
+            name, _, value = line.partition("=")
+            self.settings[name.strip()] = value.strip()
+        self._app: object = None
+
+    def browser(self) -> TestApp:
+        """Return a new client of the app (its own cookie jar, so its own session)."""
+        if self._app is None:
+            self._app = psessions_app.main({}, **self.settings)
+        return TestApp(self._app)
+
+    def session(self, path: str) -> str:
+        """Make a session in a new browser by visiting *path*; return its cookie value."""
+        browser = self.browser()
+        browser.get(path)
+        return str(browser.cookies["session"])
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the installed ``psessions`` on this deployment's ``.ini`` (stdin: nothing)."""
+        assert PSESSIONS is not None, "the psessions console script is not installed"
+        path = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
+        return subprocess.run(
+            [PSESSIONS, str(self.ini), *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+
+    def call(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``psessions`` on this deployment's ``.ini`` in this process (faster)."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["psessions", str(self.ini), *args])
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Assert *result* failed with one line on stderr containing every fragment."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def field(output: str, name: str) -> str:
+    """Return the value printed after ``name:`` in *output*."""
+    for line in output.splitlines():
+        if line.startswith(f"{name}:"):
+            return line.partition(":")[2].strip()
+    raise AssertionError(f"no {name!r} line in {output!r}")
+
+
+@pytest.fixture(params=["file", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    deployment = Deployment(tmp_path, _store_settings(request.param, tmp_path))
+    yield deployment
+    if request.param == "redis":  # the other stores live in tmp_path
+        deployment.call("purge", "--all", "--yes")
+
+
+@pytest.fixture
+def file_deployment(tmp_path: Path) -> Deployment:
+    return Deployment(tmp_path, _store_settings("file", tmp_path))
+
+
+# -- end to end, through the console script ----------------------------------------
+
+
+def test_help_lists_every_subcommand() -> None:
+    assert PSESSIONS is not None
+    result = subprocess.run([PSESSIONS, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    for command in ("stats", "gc", "show", "purge", "CONFIG_URI"):
+        assert command in result.stdout
+
+
+def test_stats_counts_sessions_and_user_indexes(deployment: Deployment) -> None:
+    deployment.session("/set?a=1")
+    deployment.session("/login?user=alice")
+    deployment.session("/login?user=alice")
+    result = deployment.run("stats")
+    assert result.returncode == 0, result.stderr
+    assert field(result.stdout, "sessions") == "3"
+    assert field(result.stdout, "user indexes") == "1"
+    assert field(result.stdout, "store").endswith(")")
+    native = "RedisStore" in field(result.stdout, "store")
+    assert field(result.stdout, "expired").startswith("none" if native else "unknown until gc")
+    gc = deployment.call("gc")
+    assert gc.returncode == 0
+    assert gc.stdout.startswith("nothing to do" if native else "deleted 0 expired record(s)")
+
+
+def test_show_prints_times_user_timeout_and_data(deployment: Deployment) -> None:
+    cookie = deployment.session("/login?user=alice&timeout=99")
+    browser = deployment.browser()
+    browser.set_cookie("session", cookie)
+    browser.get("/set?n=7&blob=xyz&when=2024-05-01T12:00:00")
+    session_id = cookie.partition(".")[0]
+    for given in (cookie, session_id, store_key(session_id)):
+        result = (deployment.run if given is cookie else deployment.call)("show", given)
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert field(out, "key") == store_key(session_id)
+        created = datetime.fromisoformat(field(out, "created"))
+        assert abs(created - datetime.now(timezone.utc)).total_seconds() < 60
+        assert field(out, "userid") == '"alice"'
+        assert field(out, "timeout").startswith("99 s")
+        data = out.partition("data:\n")[2]
+        assert '"n": 7' in data and '"who": "alice"' in data
+        assert "\"b'xyz'\"" in data and "datetime.datetime(2024, 5, 1, 12, 0)" in data
+    browser.get("/read")  # the session is still alive after being shown
+    assert browser.get("/read").json["who"] == "alice"
+
+
+def test_show_unknown_session_exits_1(deployment: Deployment) -> None:
+    result = deployment.call("show", "0" * 64)
+    assert result.returncode == 1
+    one_line_error(result, "no session", "0" * 64)
+
+
+def test_show_rejects_forged_and_malformed_values(file_deployment: Deployment) -> None:
+    cookie = file_deployment.session("/set?a=1")
+    forged = file_deployment.run("show", cookie[:-2] + "AA")
+    assert forged.returncode == 1
+    one_line_error(forged, "signed")
+    garbage = file_deployment.call("show", "not-a-session")
+    assert garbage.returncode == 2
+    one_line_error(garbage, "not-a-session")
+
+
+def test_gc_deletes_expired_records(tmp_path: Path) -> None:
+    deployment = Deployment(tmp_path, _store_settings("file", tmp_path) + "\nsession.timeout = 1")
+    deployment.session("/set?a=1")
+    from pyramid_sessionstore.stores.file import FileStore
+
+    store = FileStore(path=tmp_path / "sessions")
+    eventually(lambda: store.count() == 0)  # expired, still on disk
+    result = deployment.run("gc")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("deleted 1 expired record(s) from FileStore(")
+    assert deployment.call("gc").stdout.startswith("deleted 0 ")
+
+
+def test_purge_user_ends_only_that_users_sessions(deployment: Deployment) -> None:
+    alice = [deployment.session("/login?user=alice") for _ in range(2)]
+    bob = deployment.session("/login?user=bob")
+    deployment.session("/set?a=1")
+    result = deployment.run("purge", "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ended 2 session(s) of user 'alice'"
+    browser = deployment.browser()
+    for cookie, alive in ((alice[0], False), (alice[1], False), (bob, True)):
+        browser.set_cookie("session", cookie)
+        assert ("who" in browser.get("/read").json) is alive
+    assert field(deployment.call("stats").stdout, "sessions") == "2"
+    again = deployment.call("purge", "--user", "alice")
+    assert again.returncode == 0 and "ended 0 session(s)" in again.stdout
+
+
+def test_purge_all_without_yes_and_without_a_terminal_is_refused(
+    file_deployment: Deployment,
+) -> None:
+    file_deployment.session("/set?a=1")
+    result = file_deployment.run("purge", "--all")
+    assert result.returncode == 2
+    one_line_error(result, "--yes")
+    assert field(file_deployment.call("stats").stdout, "sessions") == "1"
+
+
+def test_purge_all_with_yes_deletes_every_record(deployment: Deployment) -> None:
+    deployment.session("/set?a=1")
+    deployment.session("/login?user=alice")
+    result = deployment.run("purge", "--all", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("deleted 3 record(s) from ")
+    stats = deployment.call("stats").stdout
+    assert field(stats, "sessions") == "0" and field(stats, "user indexes") == "0"
+    assert deployment.call("purge", "--all").stdout.startswith("nothing to purge")
+
+
+def test_missing_config_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    deployment = Deployment(tmp_path, "session.store = memory")
+    deployment.ini = tmp_path / "missing.ini"
+    result = deployment.run("stats")
+    assert result.returncode == 2
+    one_line_error(result, "missing.ini")
+
+
+def test_missing_app_section_is_one_line_and_exit_2(file_deployment: Deployment) -> None:
+    file_deployment.ini = Path(f"{file_deployment.ini}#other")
+    result = file_deployment.call("stats")
+    assert result.returncode == 2
+    one_line_error(result, "other")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ("session.store = rediss", "session.store"),
+        ("session.store = file\nsession.file.pathh = /tmp/x", "session.file.pathh"),
+        ("session.store = memory\nsession.timeout = soon", "session.timeout"),
+    ],
+)
+def test_bad_setting_is_named_in_one_line_and_exit_2(
+    tmp_path: Path, settings: str, named: str
+) -> None:
+    result = Deployment(tmp_path, settings).call("stats")
+    assert result.returncode == 2
+    one_line_error(result, named)
+
+
+def test_unreachable_store_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    _store_settings("file", tmp_path)
+    result = Deployment(tmp_path, "session.store = file\nsession.file.path = /dev/null/x").run(
+        "stats"
+    )
+    assert result.returncode == 1
+    one_line_error(result, "/dev/null/x")
+
+
+def test_server_down_while_working_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    if importlib.util.find_spec("redis") is None:
+        pytest.skip("redis-py is not installed")
+    url = f"redis://:sekrit@127.0.0.1:{closed_port()}/15"
+    deployment = Deployment(tmp_path, f"session.store = redis\nsession.redis.url = {url}")
+    result = deployment.call("stats")
+    assert result.returncode == 1
+    one_line_error(result, "RedisStore(", "unavailable")
+    assert "sekrit" not in result.stderr
+
+
+def test_store_without_scan_cannot_give_stats_or_purge_all(tmp_path: Path) -> None:
+    deployment = Deployment(tmp_path, "session.store = psessions_app:NoScanStore")
+    stats = deployment.run("stats")
+    assert stats.returncode == 1
+    one_line_error(stats, "NoScanStore()", "cannot list")
+    purge = deployment.call("purge", "--all", "--yes")
+    assert purge.returncode == 1
+    one_line_error(purge, "NoScanStore()")
+    gc = deployment.call("gc")
+    assert gc.returncode == 0
+    assert gc.stdout.strip() == "nothing to do: NoScanStore() expires records by itself"
+
+
+# -- in this process: a fake clock, a terminal, a cookie store ---------------------
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Make ``psessions_app.shared_store`` a MemoryStore on a clock the test moves."""
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(psessions_app, "SHARED", MemoryStore(clock=lambda: now[0]))
+    return now
+
+
+@pytest.fixture
+def shared(tmp_path: Path, clock: list[float]) -> Deployment:
+    return Deployment(tmp_path, "session.store = psessions_app:shared_store")
+
+
+@pytest.mark.parametrize("own_timeout", [None, 99])
+def test_show_keeps_the_expiry_the_app_gave(
+    shared: Deployment, clock: list[float], own_timeout: int | None
+) -> None:
+    query = "" if own_timeout is None else f"&timeout={own_timeout}"
+    cookie = shared.session(f"/login?user=alice{query}")
+    key = store_key(cookie.partition(".")[0])
+    result = shared.call("show", key)
+    assert result.returncode == 0 and '"who": "alice"' in result.stdout
+    timeout = own_timeout or 1200
+    clock[0] += timeout - 1
+    assert psessions_app.SHARED.touch(key, timeout)  # still there; restart the idle clock
+    clock[0] += timeout + 1
+    assert psessions_app.SHARED.load(key, timeout) is None
+
+
+class Terminal(io.StringIO):
+    """Standard input that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code", "left"), [("y\n", 0, 0), ("no\n", 1, 1), ("", 2, 1)])
+def test_purge_all_asks_at_the_terminal(
+    shared: Deployment, monkeypatch: pytest.MonkeyPatch, answer: str, code: int, left: int
+) -> None:
+    shared.session("/set?a=1")
+    monkeypatch.setattr(sys, "stdin", Terminal(answer))
+    result = shared.call("purge", "--all")
+    assert result.returncode == code
+    assert "Delete all 1 record(s) of MemoryStore(" in result.stderr
+    assert psessions_app.SHARED.count() == left
+
+
+def test_cookie_store_sessions_live_in_browsers(tmp_path: Path) -> None:
+    deployment = Deployment(tmp_path, "session.store = psessions_app:SealingStore")
+    cookie = deployment.session("/login?user=alice")
+    shown = deployment.call("show", cookie)
+    assert shown.returncode == 0
+    assert field(shown.stdout, "userid") == '"alice"' and '"who": "alice"' in shown.stdout
+    by_key = deployment.call("show", "0" * 64)
+    assert by_key.returncode == 1
+    one_line_error(by_key, "browser cookies")
+    assert deployment.call("stats").returncode == 1
+    gc = deployment.call("gc")
+    assert gc.returncode == 0 and gc.stdout.startswith("nothing to do")
+    purge = deployment.call("purge", "--user", "alice")
+    assert purge.returncode == 1
+    one_line_error(purge, "session.secret")
