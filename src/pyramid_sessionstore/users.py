@@ -51,7 +51,7 @@ def index_key(userid: Any) -> str:
 
 
 def _read(factory: SessionFactory, key: str) -> tuple[dict[str, float], str | None]:
-    record = factory.store.load(key, None)
+    record = factory.store.load(key, factory.max_lifetime)
     if record is None:
         return {}, None
     try:

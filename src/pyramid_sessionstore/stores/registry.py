@@ -128,7 +128,7 @@ def convert_options(cls: type[Any], options: Mapping[str, Any], section: str) ->
         setting = f"{section}{key}"
         if key not in table:
             close = difflib.get_close_matches(key, list(table), n=1)
-            hint = f"; did you mean {section}{close[0]!r}?" if close else ""
+            hint = f"; did you mean {section}{close[0]}?" if close else ""
             known = ", ".join(sorted(table)) or "none"
             raise ConfigurationError(
                 f"{setting}: unknown setting for {cls.__name__} (its settings are: {known}){hint}",
