@@ -1,0 +1,216 @@
+"""Where results go: the machine description, and ``docs/benchmarks.md``/``.json``.
+
+Each command (run, load, scale) owns one section of the Markdown page,
+between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``, and one key of
+the JSON file; writing one section leaves the others as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DOCS",
+    "describe_machine",
+    "fmt_us",
+    "md_table",
+    "spread",
+    "update_docs",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+PACKAGES = (
+    "pyramid_sessionstore",
+    "pyramid",
+    "webob",
+    "redis",
+    "hiredis",
+    "sqlalchemy",
+    "psycopg",
+    "pymemcache",
+    "cryptography",
+    "pyramid_session_redis",
+    "pyramid_redis_sessions",
+    "pyramid_beaker",
+    "beaker",
+    "python-memcached",
+    "waitress",
+)
+
+INTRO = """# Benchmarks
+
+How fast pyramid_sessionstore is next to the session libraries Pyramid
+applications use today, measured in one run on one machine, with the
+commands to reproduce every number. Each section below is rewritten by its
+command; the raw numbers are in `docs/benchmarks.json`.
+
+| section | command |
+| --- | --- |
+| per-request cost, every store and peer | `make bench` (`python -m bench.run`) |
+| load test over HTTP | `make load` (`python -m bench.load`) |
+| a million sessions | `make scale` (`python -m bench.scale`) |
+
+Servers used: Redis 127.0.0.1:6379 db 14 (emptied before and after), PostgreSQL
+127.0.0.1:5432 db `test` (table `bench_sessions`, dropped afterwards), memcached
+127.0.0.1:11211 (keys under `bench:`). Override with `BENCH_REDIS_URL`,
+`BENCH_POSTGRES_URL`, `BENCH_MEMCACHED`.
+"""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: fall back below
+    return platform.processor() or platform.machine()
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.strip()
+    return out.stdout.strip() + (" (src/ has uncommitted changes)" if dirty else "")
+
+
+def describe_machine() -> dict[str, Any]:
+    """Return what the numbers were measured on."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "commit": _git_commit(),
+        "argv": " ".join(["python", "-m", *_module_argv()]),
+    }
+
+
+def _module_argv() -> list[str]:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = spec.name if spec is not None else os.path.basename(sys.argv[0])
+    return [name, *sys.argv[1:]]
+
+
+def machine_markdown(machine: dict[str, Any]) -> str:
+    """Return the machine description as a Markdown list."""
+    versions = ", ".join(
+        f"{name} {version}" for name, version in machine["packages"].items() if version
+    )
+    missing = ", ".join(name for name, version in machine["packages"].items() if not version)
+    load = machine.get("loadavg")
+    lines = [
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores"
+        + (f"; load average at start {load[0]:.2f}" if load else ""),
+        f"- {machine['python']} on {machine['platform']}",
+        f"- packages: {versions}" + (f" (not installed: {missing})" if missing else ""),
+        f"- commit: {machine['commit']}",
+        f"- command: `{machine['argv']}`",
+    ]
+    return "\n".join(lines)
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Return median, quartiles, min and max of repeated measurements."""
+    ordered = sorted(values)
+    if len(ordered) >= 4:
+        q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    else:
+        q1, q3 = ordered[0], ordered[-1]
+    return {
+        "median": statistics.median(ordered),
+        "q1": q1,
+        "q3": q3,
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
+
+
+def fmt_us(value: float | None) -> str:
+    """Format microseconds for a table."""
+    if value is None:
+        return "—"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Return a Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _marker(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def update_docs(name: str, markdown: str, data: dict[str, Any], out_dir: Path = DOCS) -> Path:
+    """Replace section *name* of ``benchmarks.md`` and key *name* of ``benchmarks.json``.
+
+    :param name: ``run``, ``load`` or ``scale``.
+    :param markdown: the section's text (without the markers).
+    :param data: the section's raw numbers.
+    :param out_dir: where both files are.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, json_path = out_dir / "benchmarks.md", out_dir / "benchmarks.json"
+    text = md_path.read_text() if md_path.exists() else INTRO
+    for section in ("run", "load", "scale"):
+        start, end = _marker(section)
+        if start not in text:
+            text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    start, end = _marker(name)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: f"{start}\n{markdown.strip()}\n{end}", text)
+    md_path.write_text(text)
+    stored: dict[str, Any] = {}
+    if json_path.exists():
+        try:
+            stored = json.loads(json_path.read_text())
+        except ValueError:
+            stored = {}
+    stored[name] = data
+    json_path.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+    return md_path
