@@ -1,0 +1,159 @@
+"""The demo's HTML, written with the standard library: no template engine, no JavaScript.
+
+Every value that comes from a user or from the session goes through
+:func:`html.escape`. Every form posts the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import datetime
+from html import escape
+from typing import Any
+
+from pyramid.csrf import get_csrf_token
+from pyramid.interfaces import ISessionFactory
+from pyramid.request import Request
+from pyramid.response import Response
+
+__all__ = ["bad_csrf", "home", "login", "session_contents"]
+
+STYLE = """
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222 }
+nav { display: flex; gap: 1rem; border-bottom: 1px solid #ddd; padding-bottom: .5rem }
+nav .who { margin-left: auto; color: #555 }
+.flash { background: #e8f4e8; border: 1px solid #9c9; border-radius: 4px; padding: .5rem 1rem }
+.error { background: #fbeaea; border-color: #d99 }
+form.inline { display: inline }
+table { border-collapse: collapse; width: 100% }
+th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #eee;
+         padding: .25rem .5rem }
+code { background: #f4f4f4; padding: 0 .2rem }
+button { font: inherit; padding: .1rem .8rem }
+small { color: #666 }
+"""
+
+
+def _page(request: Request, title: str, body: str, status: int = 200) -> Response:
+    userid = request.session.userid
+    who = "not logged in" if userid is None else f"logged in as <b>{escape(str(userid))}</b>"
+    html = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)} · pyramid_sessionstore demo</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<nav>
+  <a href="{request.route_url("home")}">Home</a>
+  <a href="{request.route_url("session")}">What is in my session?</a>
+  <span class="who">{who}</span>
+</nav>
+<h1>{escape(title)}</h1>
+{body}
+</body>
+</html>
+"""
+    return Response(html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _post_button(request: Request, route: str, label: str, form_id: str) -> str:
+    """Return a one-button form that POSTs to *route* with the CSRF token."""
+    return f"""<form class="inline" id="{form_id}" method="post"
+ action="{request.route_url(route)}">
+  <input type="hidden" name="csrf_token" value="{escape(get_csrf_token(request))}">
+  <button type="submit">{escape(label)}</button>
+</form>"""
+
+
+def home(request: Request, messages: list[Any], counter: int) -> Response:
+    """Render the home page: flash messages, who is logged in, the counter."""
+    flashes = "".join(f'<p class="flash">{escape(str(m))}</p>' for m in messages)
+    userid = request.session.userid
+    if userid is None:
+        account = f"""<p>You are not logged in. <a href="{request.route_url("login")}">Log in</a>
+with any username: there is no password in this demo.</p>"""
+    else:
+        account = f"""<p>Hello, <b>{escape(str(userid))}</b>.
+{_post_button(request, "logout", "Log out", "logout")}
+{_post_button(request, "logout_everywhere", "Log out everywhere", "logout_everywhere")}</p>
+<p><small>Log in as the same user in a second browser (or a private window), then
+press <i>Log out everywhere</i> in one of them: the other one is logged out
+too, on its next click.</small></p>"""
+    body = f"""{flashes}
+{account}
+<h2>Counter</h2>
+<p>You pressed the button <b id="counter">{counter}</b> times in this session.
+{_post_button(request, "count", "+1", "count")}</p>
+<p><small>The count is kept in the session, on the server; the cookie holds
+only a signed, random session id.</small></p>"""
+    return _page(request, "Home", body)
+
+
+def login(request: Request, username: str = "", error: str | None = None) -> Response:
+    """Render the login form (again, with *error*, when the last try was refused)."""
+    problem = "" if error is None else f'<p class="flash error">{escape(error)}</p>'
+    body = f"""{problem}
+<form id="login" method="post" action="{request.route_url("login")}">
+  <input type="hidden" name="csrf_token" value="{escape(get_csrf_token(request))}">
+  <p><label>Username <input name="username" value="{escape(username)}" maxlength="64"
+     autofocus required></label></p>
+  <p><label><input type="checkbox" name="remember" value="1"> Remember me for 30 days</label></p>
+  <p><button type="submit">Log in</button></p>
+</form>
+<p><small>Logging in gives the session a new id (so an id planted before login is
+worth nothing) and binds it to the username (so <i>log out everywhere</i> can
+find it). "Remember me" gives this session its own idle timeout of 30
+days instead of the default.</small></p>"""
+    return _page(request, "Log in", body, status=200 if error is None else 400)
+
+
+def _when(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def session_contents(request: Request) -> Response:
+    """Render what the session holds, and what the library keeps beside it."""
+    session = request.session
+    factory = request.registry.queryUtility(ISessionFactory)
+    rows = "".join(
+        f"<tr><td><code>{escape(key)}</code></td><td><code>{escape(repr(value))}</code></td></tr>"
+        for key, value in sorted(session.items())
+    )
+    if not rows:
+        rows = '<tr><td colspan="2"><i>empty</i></td></tr>'
+    if session.timeout is not None:
+        timeout = f"{session.timeout} s (its own, from set_timeout)"
+    elif factory.timeout is not None:
+        timeout = f"{factory.timeout} s (the default, session.timeout)"
+    else:
+        timeout = "none: the session never expires for idleness"
+    body = f"""<table>
+<tr><th>key</th><th>value</th></tr>
+{rows}
+</table>
+<p><small><code>_csrft_</code> is the CSRF token that every form posts back;
+keys starting with <code>_f_</code> are flash-message queues.</small></p>
+<h2>Beside the data</h2>
+<table>
+<tr><th>created</th><td>{_when(session.created)}</td></tr>
+<tr><th>new (created in this request)</th><td>{session.new}</td></tr>
+<tr><th>userid (bind_user)</th><td>{escape(repr(session.userid))}</td></tr>
+<tr><th>idle timeout</th><td>{escape(timeout)}</td></tr>
+<tr><th>store</th><td><code>{escape(repr(factory.store))}</code></td></tr>
+<tr><th>cookie</th><td><code>{escape(factory.cookie_name)}</code>
+ (HttpOnly: the id never shows on a page)</td></tr>
+</table>"""
+    return _page(request, "What is in my session?", body)
+
+
+def bad_csrf(request: Request) -> Response:
+    """Render the answer to a POST without a valid CSRF token (status 400)."""
+    body = f"""<p class="flash error">This form was refused: it did not carry this
+session's CSRF token. Perhaps the session ended (logged out elsewhere, or idle
+too long) after the page was loaded.</p>
+<p><a href="{request.route_url("home")}">Back to the home page</a></p>"""
+    return _page(request, "Form refused", body, status=400)

@@ -1,0 +1,181 @@
+"""The demo app, driven through WebTest like a person clicking through it."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyramid.paster import get_appsettings
+from webtest import TestApp
+from webtest import TestResponse
+
+from pyramid_sessionstore_demo import main
+from pyramid_sessionstore_demo.views import REMEMBER_ME
+
+INI = Path(__file__).parent.parent / "demo" / "development.ini"
+SECRET = "demo-tests-secret-" + "0123456789abcdef" * 4
+
+
+def _has_sqlite_store() -> bool:
+    return importlib.util.find_spec("pyramid_sessionstore.stores.sqlite") is not None
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    if request.param == "memory":
+        return {"session.secret": SECRET, "session.store": "memory"}
+    if not _has_sqlite_store():
+        pytest.skip("pyramid_sessionstore.stores.sqlite is not in this tree")
+    return {
+        "session.secret": SECRET,
+        "session.store": "sqlite",
+        "session.sqlite.path": str(tmp_path / "sessions.sqlite"),
+    }
+
+
+@pytest.fixture
+def app(settings: dict[str, str]) -> Any:
+    return main({}, **settings)
+
+
+@pytest.fixture
+def browser(app: Any) -> TestApp:
+    return TestApp(app)
+
+
+def log_in(browser: TestApp, username: str, remember: bool = False) -> TestResponse:
+    form = browser.get("/login").forms["login"]
+    form["username"] = username
+    form["remember"] = remember
+    response = form.submit()
+    assert response.status_int == 303
+    return response.follow()
+
+
+def session_cookie(browser: TestApp) -> str:
+    return str(browser.cookies["session"])
+
+
+def test_login_binds_user_and_flashes_welcome_once(browser: TestApp) -> None:
+    home = log_in(browser, "alice")
+    assert "Welcome, alice." in home.text
+    assert "logged in as <b>alice</b>" in home.text
+    again = browser.get("/")
+    assert "Welcome, alice." not in again.text
+    assert "logged in as <b>alice</b>" in again.text
+
+
+def test_login_gives_the_session_a_new_id(browser: TestApp) -> None:
+    browser.get("/login")  # the form's CSRF token starts an anonymous session
+    before = session_cookie(browser)
+    log_in(browser, "alice")
+    assert session_cookie(browser) != before
+
+
+def test_login_with_an_empty_username_is_refused(browser: TestApp) -> None:
+    form = browser.get("/login").forms["login"]
+    form["username"] = "   "
+    response = form.submit(status=400)
+    assert "Please give a username" in response.text
+    assert "not logged in" in browser.get("/").text
+
+
+def test_remember_me_gives_the_session_its_own_timeout(browser: TestApp) -> None:
+    log_in(browser, "alice", remember=True)
+    page = browser.get("/session")
+    assert f"{REMEMBER_ME} s (its own, from set_timeout)" in page.text
+    assert "&#x27;alice&#x27;" in page.text  # the userid row
+
+
+def test_without_remember_me_the_default_timeout_applies(browser: TestApp) -> None:
+    log_in(browser, "alice")
+    assert "1200 s (the default, session.timeout)" in browser.get("/session").text
+
+
+def test_counter_counts_each_post(browser: TestApp) -> None:
+    home = browser.get("/")
+    assert home.html.find(id="counter").text == "0"
+    for expected in ("1", "2", "3"):
+        home = home.forms["count"].submit().follow()
+        assert home.html.find(id="counter").text == expected
+
+
+def test_session_page_lists_keys_values_and_metadata(browser: TestApp) -> None:
+    browser.get("/").forms["count"].submit()
+    page = browser.get("/session")
+    assert "<code>counter</code></td><td><code>1</code>" in page.text
+    assert "<code>_csrft_</code>" in page.text
+    assert "created" in page.text
+    assert "userid (bind_user)</th><td>None" in page.text
+
+
+def test_logout_ends_the_session_and_its_cookie(app: Any, browser: TestApp) -> None:
+    log_in(browser, "alice")
+    stolen = session_cookie(browser)
+    home = browser.get("/").forms["logout"].submit().follow()
+    assert "You are logged out." in home.text
+    assert "not logged in" in home.text
+    assert "You are logged out." not in browser.get("/").text
+    # The old cookie, replayed from elsewhere, names nothing any more.
+    replay = TestApp(app)
+    replay.set_cookie("session", stolen)
+    assert "not logged in" in replay.get("/").text
+
+
+def test_logout_everywhere_ends_the_sessions_of_other_browsers(app: Any) -> None:
+    laptop, phone = TestApp(app), TestApp(app)
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    bob = TestApp(app)
+    log_in(bob, "bob")
+
+    home = phone.get("/").forms["logout_everywhere"].submit().follow()
+
+    assert "Logged out everywhere: 2 sessions ended." in home.text
+    assert "not logged in" in home.text
+    assert "not logged in" in laptop.get("/").text
+    assert "logged in as <b>bob</b>" in bob.get("/").text
+
+
+def test_post_without_csrf_token_is_refused(browser: TestApp) -> None:
+    browser.get("/")
+    response = browser.post("/count", status=400)
+    assert "did not carry this" in response.text
+    assert browser.get("/").html.find(id="counter").text == "0"
+
+
+def test_post_with_another_sessions_csrf_token_is_refused(app: Any) -> None:
+    victim, attacker = TestApp(app), TestApp(app)
+    victim.get("/")
+    token = attacker.get("/").forms["count"]["csrf_token"].value
+    victim.post("/count", {"csrf_token": token}, status=400)
+    assert victim.get("/").html.find(id="counter").text == "0"
+
+
+def test_login_without_csrf_token_is_refused(browser: TestApp) -> None:
+    browser.post("/login", {"username": "mallory"}, status=400)
+    assert "not logged in" in browser.get("/").text
+
+
+def test_development_ini_serves_the_demo_with_the_sqlite_store(tmp_path: Path) -> None:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(INI)
+    assert parser["app:main"]["use"] == "egg:pyramid_sessionstore#demo"
+    assert parser["app:main"]["session.store"] == "sqlite"
+    assert parser["server:main"]["listen"] == "127.0.0.1:6543"
+    (factory,) = entry_points(group="paste.app_factory", name="demo")
+    assert factory.load() is main
+    # The ini's own session settings build a working app (the store file
+    # moved to a temporary directory).
+    settings = dict(get_appsettings(str(INI)))
+    if _has_sqlite_store():
+        settings["session.sqlite.path"] = str(tmp_path / "sessions.sqlite")
+    else:
+        settings = {k: v for k, v in settings.items() if not k.startswith("session.sqlite.")}
+        settings["session.store"] = "memory"
+    browser = TestApp(main({}, **settings))
+    assert "Welcome, carol." in log_in(browser, "carol", remember=True).text
