@@ -18,6 +18,7 @@ from .base import SupportsScan
 
 if TYPE_CHECKING:
     from .memory import MemoryStore
+    from .redis import RedisStore
 
 __all__ = [
     "ChainStore",

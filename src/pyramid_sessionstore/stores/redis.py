@@ -1,0 +1,250 @@
+"""RedisStore: records in Redis or Valkey, standalone, behind Sentinel, or in a Cluster.
+
+A record is one string key: a 20-byte header (``pss1``, a 16-hex-digit version),
+then the data; so every operation is single-key (single-slot on Cluster) and one
+round trip: ``GETEX`` loads and refreshes the expiry, ``SET NX EX`` creates, a Lua
+script (``EVALSHA``) updates conditionally, ``EXPIRE`` touches, ``DEL`` deletes.
+Redis expires records itself. It never reads from replicas (a read must see
+the last write) nor keeps a second key per record; ``keys`` scans the prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+
+from ..exceptions import ConflictError
+from ..exceptions import StoreError
+from ..exceptions import StoreUnavailableError
+from ..exceptions import missing_dependency
+from .base import Converter
+from .base import Record
+from .base import as_bool
+from .base import as_float
+from .base import as_int
+from .base import as_list
+from .base import mask_url
+
+try:
+    import redis
+
+    # No server can take this now: down, timed out, failing over, resharding.
+    _DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+    _DOWN += (redis.ReadOnlyError, redis.exceptions.ClusterError, redis.exceptions.TryAgainError)
+    _DOWN += (redis.RedisClusterException,)  # no node reachable, slot not covered
+    _ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.RedisClusterException)
+    _RETRY_ON: tuple[type[Exception], ...] = (redis.ConnectionError,)
+except ImportError:  # the OPTIONS table stays readable without the driver
+    redis = None  # type: ignore[assignment]
+    _DOWN = _ERRORS = ()
+
+__all__ = ["RedisStore"]
+
+_MAGIC = b"pss1"
+_HEADER = len(_MAGIC) + 16
+_FRAME = re.compile(rb"pss1([0-9a-f]{16})")
+
+# KEYS[1]; ARGV: expected header, new value, then "EX", ttl or nothing. pcall:
+# a value of another type under the key is a mismatch, not a script error.
+_UPDATE = f"""
+if redis.pcall('GETRANGE', KEYS[1], 0, {_HEADER - 1}) ~= ARGV[1] then return 0 end
+return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3)) and 1
+"""
+
+
+def _as_timeout(value: Any) -> float:
+    if (seconds := as_float(value)) <= 0:
+        raise ValueError(f"expected seconds > 0, got {value!r}")
+    return seconds
+
+
+def _as_pool_size(value: Any) -> int:
+    if (number := as_int(value)) < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return number
+
+
+def _as_sentinels(value: Any) -> list[str]:
+    """Convert ``host:port`` words (whitespace- or newline-separated, or a list)."""
+    sentinels = as_list(value)
+    if bad := [a for a in sentinels if not re.fullmatch(r".+:\d{1,5}", a)]:
+        raise ValueError(f"expected host:port, got {bad[0]!r}")
+    return sentinels
+
+
+class RedisStore:
+    """Keep records in Redis or Valkey, one round trip per operation.
+
+    :param url: ``redis://``, ``rediss://`` (TLS) or ``unix://``; with *sentinels*
+        only its db, credentials, query and scheme count.
+    :param prefix: prepended to every key. Default: ``session:``.
+    :param cluster: *url* is a node of a Redis Cluster. Default: false.
+    :param sentinels: ``host:port`` of Sentinels; *service_name* names the master.
+    :param password: used when *url* has none (a user name goes in *url*).
+    :param sentinel_password: password of the Sentinels themselves.
+    :param socket_timeout: and *socket_connect_timeout*: seconds. Default: 5.
+    :param max_connections: per server; past it, StoreUnavailableError. Default: none.
+    :param client: a ready ``Redis``/``RedisCluster``, used as is and not closed.
+    """
+
+    _TEXT = ("url", "prefix", "service_name", "password", "sentinel_password")
+    OPTIONS: ClassVar[dict[str, Converter]] = {
+        **dict.fromkeys(_TEXT, str),
+        **dict.fromkeys(("socket_timeout", "socket_connect_timeout"), _as_timeout),
+        **{"cluster": as_bool, "sentinels": _as_sentinels, "max_connections": _as_pool_size},
+    }
+    CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"client"})
+
+    def __init__(
+        self,
+        *,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "session:",
+        cluster: bool = False,
+        sentinels: Sequence[str] = (),
+        service_name: str | None = None,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+        socket_timeout: float = 5.0,
+        socket_connect_timeout: float = 5.0,
+        max_connections: int | None = None,
+        client: redis.Redis | redis.RedisCluster | None = None,
+    ) -> None:
+        if redis is None:
+            raise missing_dependency("RedisStore", "redis", "redis")
+        # parse_url's errors name the bad part of the url, never the password.
+        self._url_options: dict[str, Any] = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        given = {"password": password, "max_connections": max_connections}
+        self._kwargs: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        self.sentinels = _as_sentinels(list(sentinels))
+        if cluster and (self.sentinels or self._url_options.get("db", 0) != 0):
+            raise ValueError("cluster: a Cluster has no sentinels, and only db 0 in its url")
+        if self.sentinels and not service_name:
+            raise ValueError("service_name: required with sentinels (the master's name)")
+        self.url, self.prefix, self.cluster, self.service_name = url, prefix, cluster, service_name
+        self._pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        self._kwargs["socket_timeout"] = _as_timeout(socket_timeout)
+        self._kwargs["socket_connect_timeout"] = _as_timeout(socket_connect_timeout)
+        self._watch = {**self._kwargs, "password": sentinel_password}  # for the Sentinels
+        # Not redis-py's default of 10 retries with backoff: fail fast. One retry on a
+        # fresh connection replaces a stale pooled one (server restarted); never a timeout.
+        self._kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 1, _RETRY_ON)
+        self._owned, self._lock = client is None, threading.Lock()
+        self._client: redis.Redis | redis.RedisCluster | None = None
+        self._sentinel: redis.Sentinel | None = None
+        where = f"Sentinel {' '.join(self.sentinels)} ({service_name}) " if self.sentinels else ""
+        where = f"Redis {where or ('Cluster ' if cluster else '')}at {mask_url(url)}"
+        self._where = where if client is None else f"Redis (the {type(client).__name__} given)"
+        if client is not None and client.get_encoder().decode_responses:
+            raise ValueError("client: must be created with decode_responses=False")
+        if client is not None or not cluster:  # RedisCluster connects when built: at first use
+            self._use(client or self._connect())
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where}, prefix={self.prefix!r})"
+
+    def _connect(self) -> redis.Redis | redis.RedisCluster:
+        """Build the client the settings describe."""
+        if self.cluster:
+            return redis.RedisCluster.from_url(self.url, **self._kwargs)
+        if not self.sentinels:
+            return redis.Redis.from_url(self.url, **self._kwargs)
+        # The master's address comes from Sentinel; the url gives the rest.
+        options = {k: v for k, v in self._url_options.items() if k not in {"host", "port"}}
+        tls = {"ssl": options.pop("connection_class", None) is redis.SSLConnection}
+        addresses = [(h, int(p)) for h, _, p in (a.rpartition(":") for a in self.sentinels)]
+        master = self._kwargs | options | tls
+        self._sentinel = redis.Sentinel(addresses, sentinel_kwargs=self._watch | tls, **master)  # type: ignore[no-untyped-call]
+        return self._sentinel.master_for(self.service_name)  # type: ignore[no-any-return,no-untyped-call]
+
+    def _use(self, client: redis.Redis | redis.RedisCluster) -> redis.Redis | redis.RedisCluster:
+        # The script first: other threads use it as soon as _client is set.
+        self._update = client.register_script(_UPDATE)
+        self._client = client
+        return client
+
+    def _redis(self) -> redis.Redis | redis.RedisCluster:
+        """Return the client, building a Cluster client on first use."""
+        if (client := self._client) is not None:
+            return client
+        with self._lock:
+            return self._use(self._connect()) if self._client is None else self._client
+
+    def _error(self, err: Exception, action: str) -> StoreError:
+        if isinstance(err, _DOWN):
+            return StoreUnavailableError(f"{self._where} is unavailable ({action}): {err}", self)
+        return StoreError(f"{self._where}: {action} failed: {err}", self)
+
+    def load(self, key: str, ttl: int | None) -> Record | None:
+        name = self.prefix + key
+        try:
+            expiry = None if ttl is None else max(ttl, 1)
+            value = self._redis().getex(name, ex=expiry, persist=ttl is None)
+        except _ERRORS as err:
+            if not str(err).startswith("WRONGTYPE"):
+                raise self._error(err, "load") from err
+            value = b"another type"
+        if value is None:
+            return None
+        if (match := _FRAME.match(value)) is None:  # type: ignore[arg-type]
+            logging.getLogger("pyramid_sessionstore.security").warning(
+                "RedisStore: deleting unreadable record %s…", name[:40]
+            )
+            self.delete(key)
+            return None
+        return Record(value[_HEADER:], match.group(1).decode())  # type: ignore[arg-type]
+
+    def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
+        name = self.prefix + key
+        version = os.urandom(8).hex()
+        value = b"".join((_MAGIC, version.encode(), data))
+        expiry = None if ttl is None else max(ttl, 1)
+        try:
+            client = self._redis()
+            if expected_version is None:
+                done = client.set(name, value, nx=True, ex=expiry)
+            else:
+                ex = () if expiry is None else ("EX", expiry)
+                done = self._update([name], [_MAGIC + expected_version.encode(), value, *ex])
+        except _ERRORS as err:
+            raise self._error(err, "save") from err
+        if not done:
+            raise ConflictError(f"record {key[:12]}… exists, changed or vanished", self)
+        return version
+
+    def touch(self, key: str, ttl: int | None) -> bool:
+        try:
+            if ttl is None:  # not PERSIST: it answers 0 for a key without expiry too
+                return self._redis().getex(self.prefix + key, persist=True) is not None
+            return bool(self._redis().expire(self.prefix + key, max(ttl, 1)))
+        except _ERRORS as err:
+            raise self._error(err, "touch") from err
+
+    def delete(self, key: str) -> None:
+        try:
+            self._redis().delete(self.prefix + key)
+        except _ERRORS as err:
+            raise self._error(err, "delete") from err
+
+    def close(self) -> None:
+        """Disconnect the pools (not those of a client given by the caller)."""
+        if self._owned and self._client is not None:
+            self._client.close()  # redis-py swallows socket errors on close
+            for sentinel in self._sentinel.sentinels if self._sentinel else ():
+                sentinel.close()
+
+    def keys(self) -> Iterator[str]:
+        try:
+            for name in self._redis().scan_iter(match=self._pattern, count=1000):
+                yield name.decode(errors="replace")[len(self.prefix) :]
+        except _ERRORS as err:
+            raise self._error(err, "scan") from err
+
+    def count(self) -> int:
+        return sum(1 for _ in self.keys())
