@@ -19,6 +19,7 @@ from .base import SupportsScan
 if TYPE_CHECKING:
     from .memory import MemoryStore
     from .redis import RedisStore
+    from .sql import SQLStore
 
 __all__ = [
     "ChainStore",

@@ -1,0 +1,29 @@
+"""SQLStore on SQLite (a file in tmp_path) passes the store contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyramid_sessionstore.stores.sql import SQLStore
+from pyramid_sessionstore.testing import ExpiryContract
+from pyramid_sessionstore.testing import ScanContract
+from pyramid_sessionstore.testing import StoreContract
+from pyramid_sessionstore.testing import UnavailableContract
+from sqlstores import Factories
+from sqlstores import tables
+
+pytestmark = pytest.mark.sql
+
+
+class TestSQLStoreSQLite(StoreContract, ExpiryContract, ScanContract, UnavailableContract):
+    capabilities = frozenset({"expiry", "scan"})
+
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path) -> Factories:
+        yield from tables(f"sqlite:///{tmp_path / 'sessions.sqlite'}")
+
+    @pytest.fixture
+    def unavailable_store(self, tmp_path: Path) -> SQLStore:
+        return SQLStore(url=f"sqlite:///{tmp_path / 'no-such-dir' / 'sessions.sqlite'}")
