@@ -17,6 +17,7 @@ from .base import SupportsExpiry
 from .base import SupportsScan
 
 if TYPE_CHECKING:
+    from .chain import ChainStore
     from .memory import MemoryStore
     from .redis import RedisStore
     from .sql import SQLStore
