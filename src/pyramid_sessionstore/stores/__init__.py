@@ -18,6 +18,7 @@ from .base import SupportsScan
 
 if TYPE_CHECKING:
     from .chain import ChainStore
+    from .cookie import CookieStore
     from .memory import MemoryStore
     from .redis import RedisStore
     from .sql import SQLStore
