@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -85,13 +84,12 @@ def _open_pyramid(text: str, salted: bytes, hashalg: str, size: int) -> tuple[by
     try:
         accessed, created, state = json.loads(body.decode("utf-8"))
         accessed, created = float(accessed), float(created)
-        if type(state) is not dict or not math.isfinite(accessed + created):
-            raise ValueError("not (accessed, created, dict)")
-        data = JSONSerializer().dumps(state)
+        if type(state) is not dict or not (0 <= created < 2**40 and 0 <= accessed < 2**40):
+            raise ValueError("not (accessed, created, dict) with plausible times")
+        return encode(Header(int(created), accessed), JSONSerializer().dumps(state)), False
     except (ValueError, TypeError, SerializationError) as err:
         security_log.warning("a signed Pyramid session cookie is unreadable: %s", err)
         return None
-    return encode(Header(int(created), accessed), data), False
 
 
 class CookieStore:
