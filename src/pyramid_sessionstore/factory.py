@@ -216,23 +216,27 @@ class SessionFactory:
         return session
 
     def _read_cookie(self, request: Request) -> str | None:
-        """Return our cookie's value; None when absent or not decodable."""
-        try:
-            value: str | None = request.cookies.get(self.cookie_name)
-            return value
-        except UnicodeDecodeError:
-            # WebOb decodes every cookie of the header as UTF-8 and gives up on
-            # the first bad byte, even in another application's cookie.
-            pass
-        wanted = self.cookie_name.encode("latin-1", "replace")
-        for name, raw in parse_cookie(request.environ.get("HTTP_COOKIE", "")):
-            if name == wanted:
-                try:
-                    return str(raw.decode("ascii"))
-                except UnicodeDecodeError:
-                    security_log.warning("rejected a session cookie that is not ASCII")
-                    return None
-        return None
+        """Return our cookie's value; None when absent or not ASCII.
+
+        Our values are plain ASCII tokens, so ours is found without decoding
+        every cookie of the header as WebOb's ``request.cookies`` does (which
+        also raises on the first non-UTF-8 byte, even in another app's cookie).
+        """
+        header: str = request.environ.get("HTTP_COOKIE", "")
+        value: str | None = None
+        for part in header.split(";"):
+            name, _, found = part.partition("=")
+            if name.strip() == self.cookie_name:
+                value = found.strip()
+                break
+        if value and value[0] == '"':  # quoted: let WebOb unquote it
+            wanted = self.cookie_name.encode("latin-1", "replace")
+            raw = next((raw for name, raw in parse_cookie(header) if name == wanted), b"")
+            value = raw.decode("latin-1")
+        if value and not value.isascii():
+            security_log.warning("rejected a session cookie that is not ASCII")
+            return None
+        return value or None
 
     def _load(self, value: str | None, request: Request) -> Session:
         if not value:
@@ -292,7 +296,7 @@ class SessionFactory:
         )
         # Re-send the cookie when it was signed with an older secret, or its
         # copy of the timeout lags the record's (the record is trusted).
-        session._cookie_stale = header.timeout != own_timeout or not self.signer.is_current(value)
+        session._cookie_stale = header.timeout != own_timeout or not verified.current
         return session
 
     def _load_sealed(self, value: str | None) -> Session:
@@ -343,9 +347,12 @@ class SessionFactory:
         if request.exception is not None and not self.set_on_exception:
             return
         session: Session = request.__dict__["_sessionstore_session"]
-        vary = response.vary or ()
-        if "Cookie" not in vary:
-            response.vary = (*vary, "Cookie")
+        headers = response.headers
+        vary = headers.get("Vary")
+        if vary is None:
+            headers["Vary"] = "Cookie"
+        elif "cookie" not in vary.lower():
+            headers["Vary"] = f"{vary}, Cookie"
         if session._degraded:
             if session._dirty:
                 log.error("session store unavailable: this request's session changes are lost")
