@@ -121,10 +121,15 @@ class Signer:
             return None
         if timeout_text and not _TIMEOUT_RE.match(timeout_text):
             return None
-        for index, key in enumerate(self._keys):
-            if hmac.compare_digest(self._signature(key, payload), signature):
-                break
-        else:
+        index = next(
+            (
+                i
+                for i, key in enumerate(self._keys)
+                if hmac.compare_digest(self._signature(key, payload), signature)
+            ),
+            None,
+        )
+        if index is None:
             return None
         timeout: int | None | object = DEFAULT
         if timeout_text:
