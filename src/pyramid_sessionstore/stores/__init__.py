@@ -19,6 +19,7 @@ from .base import SupportsScan
 if TYPE_CHECKING:
     from .chain import ChainStore
     from .cookie import CookieStore
+    from .memcached import MemcachedStore
     from .memory import MemoryStore
     from .redis import RedisStore
     from .sql import SQLStore
