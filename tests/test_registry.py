@@ -85,3 +85,15 @@ def test_stores_package_exports_every_builtin_lazily() -> None:
     for spec in registry.BUILTIN_STORES.values():
         class_name = spec.split(":")[1]
         assert getattr(stores, class_name).__name__ == class_name
+
+
+def test_bad_value_error_never_prints_a_password() -> None:
+    class Picky:
+        OPTIONS = {"url": lambda v: int(v), "password": lambda v: int(v)}
+
+    with pytest.raises(ConfigurationError) as info:
+        registry.convert_options(Picky, {"url": "redis://u:hunter2@h/0"}, "session.x.")
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        registry.convert_options(Picky, {"password": "hunter2"}, "session.x.")
+    assert "hunter2" not in str(info.value)

@@ -22,6 +22,7 @@ from .serializers import serializer_by_name
 from .stores.base import as_bool
 from .stores.base import as_int
 from .stores.base import as_seconds
+from .stores.base import shown_value
 from .stores.registry import BUILTIN_STORES
 from .stores.registry import DOTTED_OPTIONS_SECTION
 from .stores.registry import build_store
@@ -134,7 +135,8 @@ def parse_factory_options(settings: Mapping[str, Any], prefix: str = "session.")
         try:
             kwargs[name] = convert(settings[full])
         except (TypeError, ValueError, ImportError) as err:
-            raise ConfigurationError(f"{full}: bad value {settings[full]!r}: {err}", full) from err
+            shown = shown_value(name, settings[full], err)
+            raise ConfigurationError(f"{full}: bad value {shown}", full) from err
     if not kwargs.get("secret") and not kwargs.get("secrets"):
         raise ConfigurationError(
             f"{prefix}secret is required: set it to 64 random characters, e.g. the output of"

@@ -43,6 +43,7 @@ __all__ = [
     "as_seconds",
     "expires_at",
     "mask_url",
+    "shown_value",
 ]
 
 #: A function returning the current time as a Unix timestamp.
@@ -180,6 +181,25 @@ def as_list(value: Any) -> list[str]:
 def expires_at(ttl: int | None, clock: Clock = time.time) -> float | None:
     """Return the Unix time at which a record saved now with *ttl* expires."""
     return None if ttl is None else clock() + ttl
+
+
+def shown_value(name: str, value: Any, error: Exception) -> str:
+    """Return "<value>: <error>" for the setting *name*, safe to print.
+
+    Secrets and passwords are hidden, a URL keeps everything but its
+    password, and the converter's own message is scrubbed the same way
+    (``int()`` repeats its input, for one).
+    """
+    lowered = name.lower()
+    raw = str(value)
+    if "password" in lowered or "secret" in lowered:
+        shown = "***"
+    elif "url" in lowered and isinstance(value, str):
+        shown = mask_url(value)
+    else:
+        return f"{value!r}: {error}"
+    message = str(error).replace(raw, shown) if raw else str(error)
+    return f"{shown!r}: {message}"
 
 
 def mask_url(url: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..exceptions import ConfigurationError
 from .base import Store
+from .base import shown_value
 
 __all__ = [
     "BUILTIN_STORES",
@@ -137,7 +138,8 @@ def convert_options(cls: type[Any], options: Mapping[str, Any], section: str) ->
         try:
             kwargs[key] = table[key](raw)
         except (TypeError, ValueError) as err:
-            raise ConfigurationError(f"{setting}: bad value {raw!r}: {err}", setting) from err
+            shown = shown_value(key, raw, err)
+            raise ConfigurationError(f"{setting}: bad value {shown}", setting) from err
     return kwargs
 
 
