@@ -3,7 +3,7 @@
 Each runs ``redis-server`` on free loopback ports in a temporary directory,
 without persistence, and is killed at teardown. Start-up is bounded; when
 ``redis-server`` is missing the tests skip (or fail under
-``SESSIONSTORE_REQUIRE_SERVERS=1``). Use with ``pytest_plugins = ["redis_procs"]``.
+``SESSIONSTORE_REQUIRE_SERVERS=1``). Registered for every test module by ``tests/conftest.py``.
 """
 
 from __future__ import annotations

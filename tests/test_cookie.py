@@ -390,11 +390,6 @@ def test_rotation_reads_old_cookies_and_reseals_with_the_new_key() -> None:
     assert CookieStore(secret=OLD).unseal(resealed) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lifecycle.finish_sealed ignores session._cookie_stale: an old-key cookie is"
-    " re-sealed only when reissue_time has passed (core bug, reported)",
-)
 def test_rotation_reseals_even_within_reissue_time() -> None:
     old_value = set_cookie_value(our_app(CookieStore(secret=OLD)).get("/set/k/v"))
     new_app = our_app(CookieStore(secrets=[NEW, OLD]), reissue_time=300)

@@ -33,11 +33,10 @@ from pyramid_sessionstore.testing import eventually
 from pyramid_sessionstore.testing import new_key
 from servers import closed_port
 
-if TYPE_CHECKING:  # imported by pytest_plugins below, after assertion rewriting
+if TYPE_CHECKING:  # registered by conftest.py (pytest_plugins), after assertion rewriting
     from redis_procs import RedisProcess
     from redis_procs import SentinelSet
 
-pytest_plugins = ["redis_procs"]
 pytestmark = pytest.mark.redis
 
 

@@ -27,7 +27,6 @@ from .exceptions import ConflictError
 from .payload import Header
 from .payload import decode
 from .payload import encode
-from .stores.base import SealsCookies
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -165,8 +164,8 @@ def _own_changes(factory: SessionFactory, session: Session) -> tuple[dict[str, A
 
 def finish_sealed(factory: SessionFactory, session: Session, response: Any) -> None:
     """Write *session* into the cookie itself (the cookie store)."""
-    store = factory.store
-    assert isinstance(store, SealsCookies)
+    sealer = factory.sealer
+    assert sealer is not None
     if not session._data:
         if session._id is not None or session._doomed:
             factory.expire_cookie(response)
@@ -180,8 +179,8 @@ def finish_sealed(factory: SessionFactory, session: Session, response: Any) -> N
         refresh = (
             factory.reissue_time is not None and now - session._written >= factory.reissue_time
         )
-        if not refresh:
-            return
+        if not (refresh or session._cookie_stale):
+            return  # re-seal a cookie of an older key or format at once
         data_bytes = session._loaded_bytes
         assert data_bytes is not None
-    factory.set_cookie(response, store.seal(encode(_header(session, now), data_bytes)))
+    factory.set_cookie(response, sealer.seal(encode(_header(session, now), data_bytes)))

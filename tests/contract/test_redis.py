@@ -8,7 +8,6 @@ import servers
 from pyramid_sessionstore import testing
 from pyramid_sessionstore.stores import RedisStore
 
-pytest_plugins = ["redis_procs"]
 pytestmark = pytest.mark.redis
 
 
