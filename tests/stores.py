@@ -16,7 +16,17 @@ from servers import REDIS_URL
 from servers import ensure_server
 
 #: Every store the functional tests run against; "cookie" keeps sessions client-side.
-STORE_KINDS = ["memory", "sqlite", "file", "redis", "postgresql", "mariadb", "memcached", "cookie"]
+STORE_KINDS = [
+    "memory",
+    "sqlite",
+    "file",
+    "redis",
+    "postgresql",
+    "mariadb",
+    "memcached",
+    "chain",
+    "cookie",
+]
 SERVER_SIDE_KINDS = [kind for kind in STORE_KINDS if kind != "cookie"]
 
 _MARKS = {
@@ -73,6 +83,12 @@ def build(kind: str, tmp_path: Path) -> Any:
 
         ensure_server("memcached", MEMCACHED_SERVERS, 11211)
         return MemcachedStore(servers=MEMCACHED_SERVERS.split(), prefix=f"{ns}:")
+    if kind == "chain":
+        from pyramid_sessionstore.stores import ChainStore
+        from pyramid_sessionstore.stores import MemoryStore
+        from pyramid_sessionstore.stores import SQLiteStore
+
+        return ChainStore(stores=[MemoryStore(), SQLiteStore(path=str(tmp_path / "chain.sqlite"))])
     if kind == "cookie":
         from pyramid_sessionstore.stores import CookieStore
 
