@@ -191,10 +191,12 @@ class SQLStore:
         return version
 
     def _insert(self, conn: sa.engine.Connection, params: dict[str, Any]) -> bool:
+        """Insert the row; False when the key is taken."""
         try:
-            return bool(conn.execute(self._sql["insert"], params).rowcount == 1)
-        except sa.exc.IntegrityError:  # the key is taken (engines without ON CONFLICT)
+            result = conn.execute(self._sql["insert"], params)
+        except sa.exc.IntegrityError:
             return False
+        return not result.returns_rows or result.first() is not None  # RETURNING: inserted
 
     def touch(self, key: str, ttl: int | None) -> bool:
         with self._connection("touch") as conn:

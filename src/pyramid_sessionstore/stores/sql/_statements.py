@@ -18,7 +18,6 @@ from ..base import mask_url
 try:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql
-    from sqlalchemy.dialects import sqlite
 except ImportError:  # SQLStore reports the missing driver
     sa = None  # type: ignore[assignment]
 
@@ -100,11 +99,12 @@ def statements(t: sa.Table, dialect: str, batch_size: int) -> dict[str, Any]:
     changed: dict[str, Any] = {"data": sa.bindparam("data"), "version": sa.bindparam("version")}
     changed["expires_at"] = expires
     row = {"key": k, "created": now, **changed}
-    # ON CONFLICT DO NOTHING where there is one: a taken key logs no server error.
-    upsert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    insert = upsert(t).values(row).on_conflict_do_nothing() if upsert else t.insert().values(row)
-    # preserve_rowcount: SQLAlchemy reads an INSERT's rowcount only when asked.
-    insert = insert.execution_options(preserve_rowcount=True)
+    # A taken key: IntegrityError, except on PostgreSQL, where ON CONFLICT DO
+    # NOTHING keeps the server log clean and RETURNING says whether it inserted
+    # (an INSERT's rowcount is not reliable across SQLAlchemy 2.0 releases).
+    insert: Any = t.insert().values(row)
+    if dialect == "postgresql":
+        insert = postgresql.insert(t).values(row).on_conflict_do_nothing().returning(c.key)
     current = sa.and_(c.key == k, c.version == sa.bindparam("expected"), live)
     return {
         "load": load,
