@@ -28,6 +28,7 @@ import argparse
 import gc
 import os
 import random
+import secrets
 import shutil
 import sys
 import tempfile
@@ -206,6 +207,8 @@ class Runner:
     def fill_pool(self) -> None:
         """Create the pool of sessions the /read and /write scenarios use."""
         if not self.has_session:
+            # The bare app gets a cookie of the same size, so its environs match.
+            self.pool = [secrets.token_urlsafe(48) for _ in self.pool]
             return
         self.clock.offset = self.offset
         for i in range(len(self.pool)):
