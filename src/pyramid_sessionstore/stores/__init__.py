@@ -19,10 +19,12 @@ from .base import SupportsScan
 if TYPE_CHECKING:
     from .chain import ChainStore
     from .cookie import CookieStore
+    from .file import FileStore
     from .memcached import MemcachedStore
     from .memory import MemoryStore
     from .redis import RedisStore
     from .sql import SQLStore
+    from .sqlite import SQLiteStore
 
 __all__ = [
     "ChainStore",

@@ -1,0 +1,251 @@
+"""FileStore: one file per record in a sharded directory, for a single machine.
+
+A record is ``<path>/<k0k1>/<k2k3>/<key>``: a 48-byte header (magic and format
+version, expiry, version, length, CRC-32), then the data. A write goes to a
+temp file in the same directory, fsynced, renamed over the record: a reader, or
+a writer killed mid-write, sees the old record or the new one, never a torn one.
+Compare-and-set holds a lock per key (``flock`` on ``<key>.lock`` behind a
+striped thread lock). ``load`` and ``touch`` rewrite the expiry in place with
+one ``pwrite``, not fsynced.
+
+Not for network filesystems nor many machines: use ``redis`` or ``sql``.
+Nothing expires by itself: run ``psessions gc`` (``delete_expired``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import logging
+import math
+import os
+import re
+import secrets
+import struct
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+from typing import ClassVar
+
+from ..exceptions import ConflictError
+from ..exceptions import StoreUnavailableError
+from .base import Clock
+from .base import Converter
+from .base import Record
+from .base import as_bool
+from .base import as_int
+
+__all__ = ["FileStore"]
+
+security_log = logging.getLogger("pyramid_sessionstore.security")
+_MAGIC = b"PSSF\x01\x00\x00\x00"  # format name, format version 1, reserved
+_HEADER = struct.Struct("<8sd16sQI4x")  # magic, expires (inf: never), version, length, crc32
+_KEY = re.compile(r"[0-9a-z_-]{1,200}\Z")  # a file name, even on case-insensitive disks
+
+
+def _as_mode(value: Any) -> int:
+    """Convert an octal permission such as ``0600`` (or an int)."""
+    return int(value, 8) if isinstance(value, str) else as_int(value)
+
+
+class _Guard(contextlib.AbstractContextManager["_Guard"]):
+    """Turn an ``OSError`` into ``StoreUnavailableError`` naming the directory."""
+
+    def __init__(self, store: FileStore) -> None:
+        self.store = store
+
+    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
+        if isinstance(err, OSError):
+            raise StoreUnavailableError(f"{self.store!r}: {err}", self.store) from err
+
+
+class FileStore:
+    """Keep each record in its own file under *path*.
+
+    :param path: the directory; created (mode 0700) when missing.
+    :param mode: permission bits of record files. Default: ``0600``.
+    :param shard_depth: levels of two-character sub-directories, 0 to 3. Default: 2.
+    :param fsync: fsync each record before renaming it into place. Default: true.
+    :param clock: returns the current Unix time; tests pass a fake one.
+    """
+
+    OPTIONS: ClassVar[dict[str, Converter]] = {
+        "path": str,
+        "mode": _as_mode,
+        "shard_depth": as_int,
+        "fsync": as_bool,
+    }
+    CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
+    #: Temp files older than this (seconds) were left by a dead writer; gc removes them.
+    TEMP_MAX_AGE: ClassVar[float] = 300.0
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str],
+        mode: int = 0o600,
+        shard_depth: int = 2,
+        fsync: bool = True,
+        clock: Clock = time.time,
+    ) -> None:
+        if not 0 <= shard_depth <= 3:
+            raise ValueError(f"shard_depth must be between 0 and 3, got {shard_depth}")
+        self.path = os.path.abspath(os.fspath(path))
+        self.mode, self.shard_depth, self.fsync = _as_mode(mode), shard_depth, fsync
+        self._clock, self._guard = clock, _Guard(self)
+        self._thread_locks = [threading.Lock() for _ in range(64)]
+        self._pattern = os.path.join(glob.escape(self.path), *["??"] * shard_depth, "*")
+        with self._guard:  # fail at start-up, not at the first request
+            os.makedirs(self.path, 0o700, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.path).close()  # can we write here?
+
+    def __repr__(self) -> str:
+        return f"FileStore(path={self.path!r}, shard_depth={self.shard_depth})"
+
+    def _file(self, key: str) -> str:
+        """Return the record path of *key* (lower-case hex, as the protocol says)."""
+        if not _KEY.match(key):
+            raise ValueError(f"FileStore keys are [0-9a-z_-]{{1,200}}, not {key[:40]!r}")
+        parts = [key[2 * i : 2 * i + 2].ljust(2, "_") for i in range(self.shard_depth)]
+        return os.path.join(self.path, *parts, key)
+
+    @contextlib.contextmanager
+    def _locked(self, key: str, path: str) -> Iterator[None]:
+        """Hold the lock of *key*; its lock file exists only while held (or its holder died)."""
+        with self._thread_locks[hash(key) & 63]:
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            while True:
+                with open(f"{path}.lock", "ab") as lock:  # closing it releases the flock
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    if os.fstat(lock.fileno()).st_nlink:  # else the last holder unlinked it
+                        try:
+                            yield
+                        finally:
+                            os.unlink(f"{path}.lock")
+                        return
+
+    def _refresh(self, key: str, ttl: int | None, read: bool) -> Record | None:
+        """Set a live record to expire *ttl* from now; return it (with its data if *read*)."""
+        path = self._file(key)
+        with contextlib.suppress(FileNotFoundError), open(path, "r+b", buffering=0) as file:
+            fd = file.fileno()
+            head, data = _head(fd), b""
+            if head is not None and read:
+                data = os.pread(fd, head[2], _HEADER.size)
+                if len(data) != head[2] or zlib.crc32(data, zlib.crc32(head[1])) != head[3]:
+                    head = None
+            if head is None:  # remove it, unless a writer replaced it meanwhile
+                with self._locked(key, path), contextlib.suppress(FileNotFoundError):
+                    if os.path.samestat(os.fstat(fd), os.stat(path)):
+                        security_log.warning("FileStore: removed corrupt record file %s", path)
+                        os.unlink(path)
+                return None
+            if head[0] <= (now := self._clock()):
+                return None
+            expires = math.inf if ttl is None else now + ttl
+            os.pwrite(fd, struct.pack("<d", expires), 8)  # the header's expiry, in place
+            return Record(data, head[1].hex())
+        return None
+
+    def load(self, key: str, ttl: int | None) -> Record | None:
+        with self._guard:
+            return self._refresh(key, ttl, read=True)
+
+    def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
+        path = self._file(key)
+        with self._guard, self._locked(key, path):
+            (expires, stored), now = _peek(path), self._clock()  # corrupt counts as absent
+            current = stored if expires > now else None
+            if current != expected_version:
+                raise ConflictError(f"{key[:12]}... at {current!r}, not {expected_version!r}", self)
+            version, expires = secrets.token_bytes(16), math.inf if ttl is None else now + ttl
+            crc = zlib.crc32(data, zlib.crc32(version))
+            tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
+                with open(fd, "wb") as out:
+                    out.write(_HEADER.pack(_MAGIC, expires, version, len(data), crc))
+                    out.write(data)
+                    out.flush()
+                    if self.fsync:
+                        os.fsync(out.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        return version.hex()
+
+    def touch(self, key: str, ttl: int | None) -> bool:
+        with self._guard:
+            return self._refresh(key, ttl, read=False) is not None
+
+    def delete(self, key: str) -> None:
+        path = self._file(key)
+        with self._guard, contextlib.suppress(FileNotFoundError):
+            os.lstat(path)  # a missing record needs no lock (and no lock file)
+            with self._locked(key, path):
+                os.unlink(path)
+
+    def close(self) -> None:
+        """Nothing to release: no file stays open between calls."""
+
+    def _paths(self) -> list[str]:
+        """Return the paths in every shard directory; raise if the directory is unusable."""
+        os.stat(os.path.join(self.path, ""))  # glob would not say
+        return glob.glob(self._pattern)
+
+    def delete_expired(self) -> int:
+        """Remove expired and corrupt records, and what dead writers left behind."""
+        now, removed = self._clock(), 0
+        with self._guard:
+            for path in self._paths():
+                name = os.path.basename(path)
+                if name.endswith(".tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.stat(path).st_mtime < time.time() - self.TEMP_MAX_AGE:
+                            os.unlink(path)
+                elif name.endswith(".lock"):  # its holder died, or is about to let go
+                    with self._locked(name[:-5], path[:-5]):
+                        pass  # then unlinks it
+                elif "." not in name and _peek(path, math.inf)[0] <= now:
+                    with self._locked(name, path):
+                        expires = _peek(path, math.inf)[0]  # again, now that no one writes
+                        if expires == -math.inf:
+                            security_log.warning("FileStore: removed corrupt record file %s", path)
+                        if expires <= now:
+                            os.unlink(path)
+                            removed += 1
+        return removed
+
+    def keys(self) -> Iterator[str]:
+        now = self._clock()
+        with self._guard:
+            names = [(p, os.path.basename(p)) for p in self._paths()]
+            return iter([n for p, n in names if "." not in n and _peek(p)[0] > now])
+
+    def count(self) -> int:
+        return sum(1 for _ in self.keys())
+
+
+def _head(fd: int) -> tuple[float, bytes, int, int] | None:
+    """Return (expires, version, length, crc) of the record at *fd*; None when malformed."""
+    header = os.pread(fd, _HEADER.size, 0).ljust(_HEADER.size, b"\0")  # short: bad magic or size
+    magic, expires, version, length, crc = _HEADER.unpack(header)
+    if magic != _MAGIC or _HEADER.size + length != os.fstat(fd).st_size:
+        return None
+    return expires, version, length, crc
+
+
+def _peek(path: str, missing: float = -math.inf) -> tuple[float, str]:
+    """Return (expires, version) at *path*: expires is -inf when malformed, *missing* when gone."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+            head = _head(file.fileno())
+    except FileNotFoundError:
+        return missing, ""
+    return (-math.inf, "") if head is None else (head[0], head[1].hex())

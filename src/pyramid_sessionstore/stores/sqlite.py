@@ -1,0 +1,250 @@
+"""SQLiteStore: records in one SQLite file, shared by the worker processes of a machine.
+
+WAL mode (readers never wait for the writer), a busy timeout (writers queue),
+one connection per thread and process. Each write is one statement in
+autocommit mode, which takes the write lock before reading, so the busy timeout
+applies and no transaction upgrades a read lock (SQLite would answer ``BUSY`` at
+once); ``load`` refreshes the expiry in its statement (``UPDATE ... RETURNING``).
+
+Not for many machines, nor for a database on a network filesystem: use ``sql``
+or ``redis``. Expired rows stay until ``psessions gc`` (``delete_expired``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+from typing import ClassVar
+
+from ..exceptions import ConflictError
+from ..exceptions import StoreUnavailableError
+from .base import Clock
+from .base import Converter
+from .base import Record
+from .base import as_float
+
+__all__ = ["SQLiteStore"]
+
+security_log = logging.getLogger("pyramid_sessionstore.security")
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_SYNCHRONOUS = ("off", "normal", "full", "extra")
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_LIVE = "(expires_at IS NULL OR expires_at > :now)"
+_SQL = {  # {t}: the quoted table name
+    "schema": "CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL,"
+    " version INTEGER NOT NULL, expires_at REAL, created REAL NOT NULL)",
+    "index": "CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at)",
+    "load": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_LIVE}",
+    "fetch": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_LIVE}"
+    " RETURNING data, version",  # SQLite >= 3.35; before, select then load in a transaction
+    "select": f"SELECT data, version FROM {{t}} WHERE key = :key AND {_LIVE}",
+    "create": "INSERT OR IGNORE INTO {t} VALUES (:key, :data, :ver, :exp, :now)",
+    "revive": "UPDATE {t} SET data = :data, version = :ver, expires_at = :exp, created = :now"
+    " WHERE key = :key AND expires_at <= :now",  # create over an expired row gc has not removed
+    "update": "UPDATE {t} SET data = :data, version = :ver, expires_at = :exp"
+    f" WHERE key = :key AND version = :old AND {_LIVE}",
+    "delete": "DELETE FROM {t} WHERE key = :key",
+    "gc": "DELETE FROM {t} WHERE rowid IN"
+    " (SELECT rowid FROM {t} WHERE expires_at <= :now LIMIT :limit)",
+    "keys": f"SELECT key FROM {{t}} WHERE key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
+    "count": f"SELECT count(*) FROM {{t}} WHERE {_LIVE}",
+}
+
+
+def _as_synchronous(value: Any) -> str:
+    """Convert a ``PRAGMA synchronous`` level: off, normal, full or extra."""
+    if str(value).lower() not in _SYNCHRONOUS:
+        raise ValueError(f"expected one of {', '.join(_SYNCHRONOUS)}, got {value!r}")
+    return str(value).lower()
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that knows its process and generation (and can be weakly referenced)."""
+
+    pid: int
+    generation: int
+    closer: weakref.finalize[[_Connection], threading.Thread]
+
+
+def _close(conn: _Connection) -> None:
+    """Close *conn*, unless it was inherited through fork: the parent still uses it."""
+    if conn.pid == os.getpid():
+        conn.close()
+
+
+class _Guard(contextlib.AbstractContextManager["_Guard"]):
+    """Turn a driver or filesystem error into ``StoreUnavailableError`` naming the file."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
+        if isinstance(err, (sqlite3.Error, OSError)):
+            raise StoreUnavailableError(f"{self.store!r}: {err}", self.store) from err
+
+
+class SQLiteStore:
+    """Keep records in a table of an SQLite database file.
+
+    :param path: the database file; it and its directory are created when missing.
+    :param table: the table name, created when missing. Default: ``sessions``.
+    :param busy_timeout: seconds a write waits for the lock before failing. Default: 5.
+    :param synchronous: ``PRAGMA synchronous``, off, normal, full or extra. With WAL,
+        ``normal`` survives an application crash, not a power cut. Default: ``normal``.
+    :param clock: returns the current Unix time; tests pass a fake one.
+    """
+
+    OPTIONS: ClassVar[dict[str, Converter]] = {
+        "path": str,
+        "table": str,
+        "busy_timeout": as_float,
+        "synchronous": _as_synchronous,
+    }
+    CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
+    #: Rows ``delete_expired`` removes per transaction, and keys ``keys`` fetches per query.
+    BATCH: ClassVar[int] = 1000
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str],
+        table: str = "sessions",
+        busy_timeout: float = 5.0,
+        synchronous: str = "normal",
+        clock: Clock = time.time,
+    ) -> None:
+        if not _TABLE.match(table):
+            raise ValueError(f"table must be a plain SQL identifier, got {table!r}")
+        self.path, self.table = os.path.abspath(os.fspath(path)), table
+        self.busy_timeout, self.synchronous = busy_timeout, _as_synchronous(synchronous)
+        self._clock, self._guard = clock, _Guard(self)
+        self._local, self._lock, self._generation = threading.local(), threading.Lock(), 0
+        self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        names = {"t": f'"{table}"', "i": f'"{table}_expires_at"'}
+        self._sql = {name: sql.format(**names) for name, sql in _SQL.items()}
+        with self._guard:  # fail at start-up, not at the first request
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with self._conn() as conn:
+                for sql in ("BEGIN IMMEDIATE", self._sql["schema"], self._sql["index"]):
+                    conn.execute(sql)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore(path={self.path!r}, table={self.table!r})"
+
+    def _conn(self) -> _Connection:
+        """Return this thread's connection, opening one when there is none yet."""
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.generation == self._generation and conn.pid == os.getpid():
+            return conn
+        conn = sqlite3.connect(
+            self.path,
+            self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_Connection,
+        )
+        conn.pid, conn.generation = os.getpid(), self._generation
+        # Closed when this thread ends, or by close(); never in a child process.
+        conn.closer = weakref.finalize(threading.current_thread(), _close, conn)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except BaseException:
+            conn.closer()
+            raise
+        self._local.conn = conn
+        with self._lock:
+            self._conns.add(conn)
+        return conn
+
+    def load(self, key: str, ttl: int | None) -> Record | None:
+        now = self._clock()
+        params = {"key": key, "now": now, "exp": None if ttl is None else now + ttl}
+        with self._guard:
+            conn = self._conn()
+            if _RETURNING:
+                row = conn.execute(self._sql["fetch"], params).fetchone()
+            else:
+                with conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    row = conn.execute(self._sql["select"], params).fetchone()
+                    conn.execute(self._sql["load"], params)
+            if row is None:
+                return None
+            if isinstance(row[0], bytes) and isinstance(row[1], int):
+                return Record(row[0], str(row[1]))
+            security_log.warning("SQLiteStore: removed malformed row %s... from %r", key[:12], self)
+            conn.execute(self._sql["delete"], params)
+            return None
+
+    def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
+        now = self._clock()
+        params = {"key": key, "data": data, "now": now, "exp": None if ttl is None else now + ttl}
+        # A new record starts at a random version and each update adds one, so a
+        # version is never reused, not even by a record created after a delete.
+        if expected_version is None:
+            params["ver"] = secrets.randbits(62) + 1
+        elif expected_version.isdigit():
+            params["old"], params["ver"] = int(expected_version), int(expected_version) + 1
+        with self._guard:
+            conn = self._conn()
+            if expected_version is None:
+                done = conn.execute(self._sql["create"], params).rowcount == 1
+                done = done or conn.execute(self._sql["revive"], params).rowcount == 1
+            else:  # a version that is not a number was never ours: a conflict
+                done = "old" in params and conn.execute(self._sql["update"], params).rowcount == 1
+        if not done:
+            raise ConflictError(f"{key[:12]}... is not at version {expected_version!r}", self)
+        return str(params["ver"])
+
+    def touch(self, key: str, ttl: int | None) -> bool:
+        now = self._clock()
+        params = {"key": key, "now": now, "exp": None if ttl is None else now + ttl}
+        with self._guard:
+            return self._conn().execute(self._sql["load"], params).rowcount == 1
+
+    def delete(self, key: str) -> None:
+        with self._guard:
+            self._conn().execute(self._sql["delete"], {"key": key})
+
+    def close(self) -> None:
+        """Close the connections of every thread; a later call opens new ones."""
+        with self._lock:
+            self._generation += 1
+            conns, self._conns = list(self._conns), weakref.WeakSet()
+        for conn in conns:
+            conn.closer()
+
+    def delete_expired(self) -> int:
+        """Remove expired rows, ``BATCH`` per transaction so writers are not held up."""
+        params, removed = {"now": self._clock(), "limit": self.BATCH}, 0
+        with self._guard:
+            while True:
+                count = self._conn().execute(self._sql["gc"], params).rowcount
+                removed += count
+                if count < self.BATCH:
+                    return removed
+
+    def keys(self) -> Iterator[str]:
+        """Yield live keys, fetched in pages so no read transaction stays open."""
+        params: dict[str, Any] = {"now": self._clock(), "limit": self.BATCH}
+        page = [""] * self.BATCH  # keys sort after ""
+        while len(page) == self.BATCH:
+            params["after"] = page[-1]
+            with self._guard:
+                page = [row[0] for row in self._conn().execute(self._sql["keys"], params)]
+            yield from page
+
+    def count(self) -> int:
+        with self._guard:
+            cursor = self._conn().execute(self._sql["count"], {"now": self._clock()})
+            return int(cursor.fetchone()[0])
