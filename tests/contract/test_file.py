@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pyramid_sessionstore.stores import FileStore
-from pyramid_sessionstore.stores import Store
 from pyramid_sessionstore.testing import ExpiryContract
 from pyramid_sessionstore.testing import ScanContract
 from pyramid_sessionstore.testing import StoreContract
@@ -20,12 +18,12 @@ class TestFileStore(StoreContract, ExpiryContract, ScanContract, UnavailableCont
     capabilities = frozenset({"expiry", "scan"})
 
     @pytest.fixture
-    def store_factory(self, tmp_path: Path) -> Callable[[str], Store]:
+    def store_factory(self, tmp_path: Path) -> Callable[[str], FileStore]:
         return lambda namespace: FileStore(path=tmp_path / namespace)
 
     @pytest.fixture
-    def unavailable_store(self, tmp_path: Path) -> Store:
+    def unavailable_store(self, tmp_path: Path) -> FileStore:
         store = FileStore(path=tmp_path / "gone")
-        shutil.rmtree(tmp_path / "gone")
+        (tmp_path / "gone").rmdir()
         (tmp_path / "gone").write_text("a file where the directory was")
         return store

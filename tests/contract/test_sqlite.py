@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pyramid_sessionstore.stores import SQLiteStore
-from pyramid_sessionstore.stores import Store
 from pyramid_sessionstore.testing import ExpiryContract
 from pyramid_sessionstore.testing import ScanContract
 from pyramid_sessionstore.testing import StoreContract
@@ -20,13 +18,13 @@ class TestSQLiteStore(StoreContract, ExpiryContract, ScanContract, UnavailableCo
     capabilities = frozenset({"expiry", "scan"})
 
     @pytest.fixture
-    def store_factory(self, tmp_path: Path) -> Callable[[str], Store]:
+    def store_factory(self, tmp_path: Path) -> Callable[[str], SQLiteStore]:
         return lambda namespace: SQLiteStore(path=tmp_path / "sessions.sqlite", table=namespace)
 
     @pytest.fixture
-    def unavailable_store(self, tmp_path: Path) -> Store:
-        store = SQLiteStore(path=tmp_path / "gone" / "sessions.sqlite")
+    def unavailable_store(self, tmp_path: Path) -> SQLiteStore:
+        store = SQLiteStore(path=tmp_path / "gone.sqlite")
         store.close()
-        shutil.rmtree(tmp_path / "gone")
-        (tmp_path / "gone").write_text("a file where the directory was")
+        (tmp_path / "gone.sqlite").unlink()
+        (tmp_path / "gone.sqlite").mkdir()  # a directory where the database was
         return store

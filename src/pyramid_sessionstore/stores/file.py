@@ -8,9 +8,8 @@ Compare-and-set holds a lock per key (``flock`` on ``<key>.lock`` behind a
 striped thread lock). ``load`` and ``touch`` rewrite the expiry in place with
 one ``pwrite``, not fsynced.
 
-Not for network filesystems nor many machines: use ``redis`` or ``sql``.
-Nothing expires by itself: run ``psessions gc`` (``delete_expired``).
-"""
+Not for network filesystems nor many machines (use ``redis`` or ``sql``); does
+not expire anything by itself (run ``psessions gc``)."""
 
 from __future__ import annotations
 
@@ -95,7 +94,7 @@ class FileStore:
         if not 0 <= shard_depth <= 3:
             raise ValueError(f"shard_depth must be between 0 and 3, got {shard_depth}")
         self.path = os.path.abspath(os.fspath(path))
-        self.mode, self.shard_depth, self.fsync = _as_mode(mode), shard_depth, fsync
+        self.mode, self.shard_depth, self.fsync = mode, shard_depth, fsync
         self._clock, self._guard = clock, _Guard(self)
         self._thread_locks = [threading.Lock() for _ in range(64)]
         self._pattern = os.path.join(glob.escape(self.path), *["??"] * shard_depth, "*")
