@@ -116,9 +116,7 @@ def ablations(factory: Any, scenario: str) -> dict[str, Callable[[], Undo]]:
                 store, "save", lambda orig: lambda *args: str(next(counter))
             )
         else:
-            found["cookie encryption (store.seal)"] = lambda: _patch(
-                store, "seal", lambda orig: lambda payload: "x" * 200
-            )
+            found["cookie encryption (store.seal)"] = lambda: _patch(store, "seal", _first)
         found["Set-Cookie header (factory.set_cookie)"] = lambda: _patch(
             type(factory), "set_cookie", lambda orig: lambda self, response, value: None
         )
@@ -168,6 +166,18 @@ def _memo_copy(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return dict(found)  # the session mutates its dict
 
     return memoized
+
+
+def _first(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Return the first real result again and again (a valid, stale cookie)."""
+    first: list[Any] = []
+
+    def again(arg: Any) -> Any:
+        if not first:
+            first.append(orig(arg))
+        return first[0]
+
+    return again
 
 
 def _const_header(orig: Callable[[Any, bytes], bytes]) -> Callable[[Any, bytes], bytes]:

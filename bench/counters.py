@@ -247,17 +247,18 @@ class SQLiteMeter(Meter):
 
 # -- memcached ------------------------------------------------------------------
 
-_MEMCACHED_COMMANDS = (
-    "cmd_get",
-    "cmd_set",
-    "cmd_touch",
-    "delete_hits",
-    "delete_misses",
-    "incr_hits",
-    "incr_misses",
-    "decr_hits",
-    "decr_misses",
-)
+#: memcached ``stats`` counters → the commands they count (one round trip each).
+_MEMCACHED_COMMANDS = {
+    "cmd_get": "get/gets",
+    "cmd_set": "set/add/cas",
+    "cmd_touch": "touch/gat/gats",
+    "delete_hits": "delete",
+    "delete_misses": "delete",
+    "incr_hits": "incr",
+    "incr_misses": "incr",
+    "decr_hits": "decr",
+    "decr_misses": "decr",
+}
 
 
 def memcached_stats(host: str, port: int, command: bytes = b"stats") -> dict[str, str]:
@@ -293,11 +294,10 @@ class MemcachedMeter(Meter):
     def end(self) -> Traffic:
         after = memcached_stats(self.host, self.port)
         traffic = Traffic()
-        for name in _MEMCACHED_COMMANDS:
-            delta = int(after.get(name, 0)) - int(self._before.get(name, 0))
+        for stat, command in _MEMCACHED_COMMANDS.items():
+            delta = int(after.get(stat, 0)) - int(self._before.get(stat, 0))
             if delta:
-                traffic.commands[name.removeprefix("cmd_")] = delta
-        # One connection of ours per stats call is not the subject's.
+                traffic.commands[command] += delta
         traffic.round_trips = sum(traffic.commands.values())
         traffic.client_commands = Counter(traffic.commands)
         return traffic

@@ -226,6 +226,27 @@ def _floor(workdir: str) -> Built:
     return Built(factory, "session", client.close, {"redis_url": REDIS_URL})
 
 
+def _floor_memory(workdir: str) -> Built:
+    records: dict[str, str] = {}
+
+    def factory(request: Any) -> _FloorSession:
+        key = request.cookies.get("session")
+        raw = records.get(key) if key else None
+        session = _FloorSession(key if raw is not None else None, json.loads(raw) if raw else {})
+        request.add_response_callback(lambda request, response: _save(session, response))
+        return session
+
+    def _save(session: _FloorSession, response: Any) -> None:
+        if not session.dirty:
+            return
+        if session.key is None:
+            session.key = secrets.token_hex(32)
+            response.set_cookie("session", session.key, httponly=True, samesite="Lax")
+        records[session.key] = json.dumps(session)
+
+    return Built(factory, "session", config={"records": "a dict of JSON strings"})
+
+
 # -- the list -------------------------------------------------------------------
 
 
@@ -244,6 +265,14 @@ def all_subjects() -> list[Subject]:
         ),
         Subject("ours-memory", "ours: memory", "memory", "ours", _ours("memory", {})),
         Subject("beaker-memory", "pyramid_beaker memory", "memory", "peer", _beaker("memory")),
+        Subject(
+            "floor-memory",
+            "floor: a dict of JSON strings",
+            "memory",
+            "floor",
+            _floor_memory,
+            note="unsigned cookie, no expiry, no versions: the least a memory session costs",
+        ),
         Subject(
             "ours-cookie",
             "ours: cookie",

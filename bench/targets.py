@@ -227,9 +227,10 @@ def _scenario_table(n: Numbers, data: dict[str, Any], scenario: str) -> str:
                     f"**{best[1] / median:.2f}x** (CPU {best_cpu / cpu:.2f}x) vs {n.label(best[0])}"
                 )
         elif subject["role"] == "floor":
-            ours = n.median("ours-redis", scenario)
+            ours_key = f"ours-{subject['engine']}"
+            ours = n.median(ours_key, scenario)
             if ours is not None:
-                versus = f"ours: redis takes {ours / median:.2f}x the floor"
+                versus = f"{n.label(ours_key)} takes {ours / median:.2f}x the floor"
         rows.append(
             [
                 f"**{subject['label']}**" if subject["role"] == "ours" else subject["label"],
