@@ -9,6 +9,7 @@ and a Sentinel set.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 import uuid
@@ -269,6 +270,63 @@ def test_the_documented_acl_is_enough(private_redis: RedisProcess) -> None:
     assert store.touch(key, 60) and store.touch(key, None)
     assert list(store.keys()) == [key] and store.count() == 1
     store.delete(key)
+    store.close()
+
+
+def test_a_flushed_script_cache_is_filled_again(store: RedisStore, raw: redis.Redis) -> None:
+    key = new_key()
+    version = store.save(key, b"x", 60, None)
+    raw.script_flush()  # as after a restart or a failover to a fresh replica
+    newer = store.save(key, b"y", 60, version)
+    assert store.load(key, 60) == (b"y", newer)
+    with pytest.raises(ConflictError):
+        store.save(key, b"z", 60, version)
+
+
+def _our_connections(admin: redis.Redis, name: str) -> int:
+    return sum(1 for c in admin.client_list() if c["name"] == name)
+
+
+def test_connections_are_kept_reused_and_given_back(private_redis: RedisProcess) -> None:
+    pool = redis.ConnectionPool(port=private_redis.port, client_name="ours")
+    store = RedisStore(client=redis.Redis(connection_pool=pool), prefix="reuse:")
+    key = new_key()
+    version = store.save(key, b"x", 60, None)
+    for _ in range(50):
+        assert store.load(key, 60) == (b"x", version)
+    with private_redis.client() as admin:
+        assert _our_connections(admin, "ours") == 1  # one request at a time: one connection
+        store.close()  # a given client: its connection goes back to its pool, still open
+        assert _our_connections(admin, "ours") == 1
+        assert redis.Redis(connection_pool=pool).get("reuse:" + key) is not None
+    pool.disconnect()
+
+
+def test_a_command_that_timed_out_never_answers_the_next(private_redis: RedisProcess) -> None:
+    store = RedisStore(url=private_redis.url, socket_timeout=0.2)
+    first, second = new_key(), new_key()
+    store.save(first, b"first", 60, None)
+    version = store.save(second, b"second", 60, None)
+    with private_redis.client() as admin:
+        admin.execute_command("CLIENT", "PAUSE", 600, "ALL")
+        with pytest.raises(StoreUnavailableError, match="Timeout"):
+            store.load(first, 60)  # its reply comes once the pause ends
+        time.sleep(0.6)
+    assert store.load(second, 60) == (b"second", version)
+    store.close()
+
+
+def test_a_forked_worker_opens_its_own_connections(private_redis: RedisProcess) -> None:
+    store = RedisStore(url=private_redis.url, prefix="fork:")
+    key = new_key()
+    version = store.save(key, b"parent", 60, None)  # the parent holds a connection now
+    pid = os.fork()
+    if pid == 0:  # the child: its replies must not be read by the parent, nor the reverse
+        ok = all(store.load(key, 60) == (b"parent", version) for _ in range(200))
+        os._exit(0 if ok else 1)
+    for _ in range(200):
+        assert store.load(key, 60) == (b"parent", version)
+    assert os.waitpid(pid, 0)[1] == 0
     store.close()
 
 

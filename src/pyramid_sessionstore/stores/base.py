@@ -156,6 +156,20 @@ def as_float(value: Any) -> float:
     return float(value)
 
 
+def as_positive_int(value: Any) -> int:
+    """Convert a whole number >= 1 (a count, a size, seconds that cannot be zero)."""
+    if (number := as_int(value)) < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return number
+
+
+def as_positive_float(value: Any) -> float:
+    """Convert a number > 0 (a timeout in seconds)."""
+    if (number := as_float(value)) <= 0:
+        raise ValueError(f"expected a number > 0, got {value!r}")
+    return number
+
+
 def as_seconds(value: Any) -> int | None:
     """Convert a whole, non-negative number of seconds; ``none`` means None."""
     if value is None:

@@ -49,8 +49,8 @@ from .base import SealsCookies
 from .base import Store
 from .base import SupportsExpiry
 from .base import SupportsScan
-from .base import as_int
 from .base import as_list
+from .base import as_positive_int
 
 __all__ = ["LEASE_SECONDS", "ChainStore"]
 
@@ -87,12 +87,6 @@ def _unpack(raw: bytes) -> _Frame | None:
     return None
 
 
-def _revalidate_after(value: Any) -> int:
-    if (seconds := as_int(value)) < 1:
-        raise ValueError(f"expected whole seconds >= 1, got {value!r}")
-    return seconds
-
-
 class ChainStore:
     """Read through caches to a store of record; optionally move records from an old store.
 
@@ -107,7 +101,7 @@ class ChainStore:
     OPTIONS: ClassVar[dict[str, Converter]] = {
         "stores": as_list,
         "migrate_from": str,
-        "revalidate_after": _revalidate_after,
+        "revalidate_after": as_positive_int,
     }
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
 

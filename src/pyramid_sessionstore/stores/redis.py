@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Iterator
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
 
@@ -26,10 +27,14 @@ from ..exceptions import missing_dependency
 from .base import Converter
 from .base import Record
 from .base import as_bool
-from .base import as_float
-from .base import as_int
 from .base import as_list
+from .base import as_positive_float
+from .base import as_positive_int
 from .base import mask_url
+
+if TYPE_CHECKING:
+    from ._redis_commands import ClusterCommands
+    from ._redis_commands import LeanCommands
 
 try:
     import redis
@@ -46,28 +51,10 @@ except ImportError:  # the OPTIONS table stays readable without the driver
 
 __all__ = ["RedisStore"]
 
-_MAGIC = b"pss1"
-_HEADER = len(_MAGIC) + 16
+MAGIC = b"pss1"
+#: The magic, then the record's version as 16 hex digits.
+HEADER = len(MAGIC) + 16
 _FRAME = re.compile(rb"pss1([0-9a-f]{16})")
-
-# KEYS[1]; ARGV: expected header, new value, then "EX", ttl or nothing. pcall:
-# a value of another type under the key is a mismatch, not a script error.
-_UPDATE = f"""
-if redis.pcall('GETRANGE', KEYS[1], 0, {_HEADER - 1}) ~= ARGV[1] then return 0 end
-return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3)) and 1
-"""
-
-
-def _as_timeout(value: Any) -> float:
-    if (seconds := as_float(value)) <= 0:
-        raise ValueError(f"expected seconds > 0, got {value!r}")
-    return seconds
-
-
-def _as_pool_size(value: Any) -> int:
-    if (number := as_int(value)) < 1:
-        raise ValueError(f"expected a whole number >= 1, got {value!r}")
-    return number
 
 
 def _as_sentinels(value: Any) -> list[str]:
@@ -96,8 +83,8 @@ class RedisStore:
     _TEXT = ("url", "prefix", "service_name", "password", "sentinel_password")
     OPTIONS: ClassVar[dict[str, Converter]] = {
         **dict.fromkeys(_TEXT, str),
-        **dict.fromkeys(("socket_timeout", "socket_connect_timeout"), _as_timeout),
-        **{"cluster": as_bool, "sentinels": _as_sentinels, "max_connections": _as_pool_size},
+        **dict.fromkeys(("socket_timeout", "socket_connect_timeout"), as_positive_float),
+        **{"cluster": as_bool, "sentinels": _as_sentinels, "max_connections": as_positive_int},
     }
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"client"})
 
@@ -129,8 +116,8 @@ class RedisStore:
             raise ValueError("service_name: required with sentinels (the master's name)")
         self.url, self.prefix, self.cluster, self.service_name = url, prefix, cluster, service_name
         self._pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
-        self._kwargs["socket_timeout"] = _as_timeout(socket_timeout)
-        self._kwargs["socket_connect_timeout"] = _as_timeout(socket_connect_timeout)
+        self._kwargs["socket_timeout"] = as_positive_float(socket_timeout)
+        self._kwargs["socket_connect_timeout"] = as_positive_float(socket_connect_timeout)
         self._watch = {**self._kwargs, "password": sentinel_password}  # for the Sentinels
         # Not redis-py's default of 10 retries with backoff: fail fast. One retry on a
         # fresh connection replaces a stale pooled one (server restarted); never a timeout.
@@ -138,6 +125,7 @@ class RedisStore:
         self._owned, self._lock = client is None, threading.Lock()
         self._client: redis.Redis | redis.RedisCluster | None = None
         self._sentinel: redis.Sentinel | None = None
+        self._commands: LeanCommands | ClusterCommands | None = None
         where = f"Sentinel {' '.join(self.sentinels)} ({service_name}) " if self.sentinels else ""
         where = f"Redis {where or ('Cluster ' if cluster else '')}at {mask_url(url)}"
         self._where = where if client is None else f"Redis (the {type(client).__name__} given)"
@@ -163,18 +151,19 @@ class RedisStore:
         self._sentinel = redis.Sentinel(addresses, sentinel_kwargs=self._watch | tls, **master)  # type: ignore[no-untyped-call]
         return self._sentinel.master_for(self.service_name)  # type: ignore[no-any-return,no-untyped-call]
 
-    def _use(self, client: redis.Redis | redis.RedisCluster) -> redis.Redis | redis.RedisCluster:
-        # The script first: other threads use it as soon as _client is set.
-        self._update = client.register_script(_UPDATE)
-        self._client = client
-        return client
+    def _use(self, client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClusterCommands:
+        from ._redis_commands import commands_for
 
-    def _redis(self) -> redis.Redis | redis.RedisCluster:
-        """Return the client, building a Cluster client on first use."""
-        if (client := self._client) is not None:
-            return client
+        self._client = client
+        self._commands = commands_for(client)
+        return self._commands
+
+    def _run(self) -> LeanCommands | ClusterCommands:
+        """Return how to send commands, building a Cluster client on first use."""
+        if (commands := self._commands) is not None:
+            return commands
         with self._lock:
-            return self._use(self._connect()) if self._client is None else self._client
+            return self._use(self._connect()) if self._commands is None else self._commands
 
     def _error(self, err: Exception, action: str) -> StoreError:
         if isinstance(err, _DOWN):
@@ -184,34 +173,34 @@ class RedisStore:
     def load(self, key: str, ttl: int | None) -> Record | None:
         name = self.prefix + key
         try:
-            expiry = None if ttl is None else max(ttl, 1)
-            value = self._redis().getex(name, ex=expiry, persist=ttl is None)
+            refresh = ("PERSIST",) if ttl is None else ("EX", max(ttl, 1))
+            value = self._run()("GETEX", name, *refresh)
         except _ERRORS as err:
             if not str(err).startswith("WRONGTYPE"):
                 raise self._error(err, "load") from err
             value = b"another type"
         if value is None:
             return None
-        if (match := _FRAME.match(value)) is None:  # type: ignore[arg-type]
+        if (match := _FRAME.match(value)) is None:
             logging.getLogger("pyramid_sessionstore.security").warning(
                 "RedisStore: deleting unreadable record %s…", name[:40]
             )
             self.delete(key)
             return None
-        return Record(value[_HEADER:], match.group(1).decode())  # type: ignore[arg-type]
+        return Record(value[HEADER:], match.group(1).decode())
 
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         name = self.prefix + key
         version = os.urandom(8).hex()
-        value = b"".join((_MAGIC, version.encode(), data))
+        value = b"".join((MAGIC, version.encode(), data))
         expiry = None if ttl is None else max(ttl, 1)
         try:
-            client = self._redis()
+            ex = () if expiry is None else ("EX", expiry)
             if expected_version is None:
-                done = client.set(name, value, nx=True, ex=expiry)
+                done = self._run()("SET", name, value, "NX", *ex)
             else:
-                ex = () if expiry is None else ("EX", expiry)
-                done = self._update([name], [_MAGIC + expected_version.encode(), value, *ex])
+                header = MAGIC + expected_version.encode()
+                done = self._run().conditional_set(name, [header, value, *ex])
         except _ERRORS as err:
             raise self._error(err, "save") from err
         if not done:
@@ -221,19 +210,21 @@ class RedisStore:
     def touch(self, key: str, ttl: int | None) -> bool:
         try:
             if ttl is None:  # not PERSIST: it answers 0 for a key without expiry too
-                return self._redis().getex(self.prefix + key, persist=True) is not None
-            return bool(self._redis().expire(self.prefix + key, max(ttl, 1)))
+                return self._run()("GETEX", self.prefix + key, "PERSIST") is not None
+            return bool(self._run()("EXPIRE", self.prefix + key, max(ttl, 1)))
         except _ERRORS as err:
             raise self._error(err, "touch") from err
 
     def delete(self, key: str) -> None:
         try:
-            self._redis().delete(self.prefix + key)
+            self._run()("DEL", self.prefix + key)
         except _ERRORS as err:
             raise self._error(err, "delete") from err
 
     def close(self) -> None:
         """Disconnect the pools (not those of a client given by the caller)."""
+        if self._commands is not None:
+            self._commands.close()
         if self._owned and self._client is not None:
             self._client.close()  # redis-py swallows socket errors on close
             for sentinel in self._sentinel.sentinels if self._sentinel else ():
@@ -241,7 +232,9 @@ class RedisStore:
 
     def keys(self) -> Iterator[str]:
         try:
-            for name in self._redis().scan_iter(match=self._pattern, count=1000):
+            self._run()  # builds a Cluster client on first use
+            assert self._client is not None
+            for name in self._client.scan_iter(match=self._pattern, count=1000):
                 yield name.decode(errors="replace")[len(self.prefix) :]
         except _ERRORS as err:
             raise self._error(err, "scan") from err

@@ -1,0 +1,113 @@
+"""How RedisStore's commands reach the server: lean for a Redis, routed for a Cluster.
+
+A session load is one command, so redis-py's per-command machinery is most of
+its cost: taking a connection from the pool and giving it back (two locks,
+events, metrics) and the retry wrapper cost more than the loopback round trip
+itself. :class:`LeanCommands` keeps the connections it has used checked out,
+on a LIFO list (append and pop are atomic), and talks through redis-py's own
+``Connection`` objects, so connecting, AUTH, TLS, Sentinel's master lookup,
+health checks and the RESP parser (hiredis when installed) stay redis-py's.
+
+A Cluster routes every command itself: :class:`ClusterCommands` keeps the
+client's path.
+
+Updates run a Lua script by its SHA: it compares the record's header with the
+one loaded and sets the new value, so a compare-and-set is one round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import redis
+
+from .redis import HEADER
+
+__all__ = ["ClusterCommands", "LeanCommands", "commands_for"]
+
+# KEYS[1]; ARGV: expected header, new value, then "EX", ttl or nothing. pcall:
+# a value of another type under the key is a mismatch, not a script error.
+UPDATE = f"""
+if redis.pcall('GETRANGE', KEYS[1], 0, {HEADER - 1}) ~= ARGV[1] then return 0 end
+return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3)) and 1
+"""
+UPDATE_SHA = hashlib.sha1(UPDATE.encode()).hexdigest()
+
+
+def commands_for(client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClusterCommands:
+    """Return how to send commands through *client*."""
+    if isinstance(client, redis.Redis):
+        return LeanCommands(client.connection_pool)
+    return ClusterCommands(client)
+
+
+class LeanCommands:
+    """Execute commands on connections of *pool*, returning redis-py's raw replies."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+
+    def __call__(self, *args: Any) -> Any:
+        """Send *args* as one command and return its reply (one reconnect on a dropped link)."""
+        if self._pid != os.getpid():  # a forked worker: the parent's sockets are not ours
+            self._idle, self._pid = [], os.getpid()
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._pool.get_connection()  # past max_connections: ConnectionError
+        reconnect = getattr(conn, "should_reconnect", None)  # redis-py >= 7
+        if reconnect is not None and reconnect():  # the server announced maintenance
+            conn.disconnect()
+        try:
+            try:
+                conn.connect()  # a no-op when connected; for Sentinel, asks for the master
+                conn.send_command(*args)
+                return conn.read_response()
+            except redis.ConnectionError:  # a stale connection (server restarted): once more
+                conn.disconnect()
+                conn.connect()
+                conn.send_command(*args)
+                return conn.read_response()
+        except redis.ResponseError:
+            raise  # the reply was read whole: the connection is in step
+        except BaseException:
+            conn.disconnect()  # a late reply must never answer the next command
+            raise
+        finally:
+            self._idle.append(conn)
+
+    def conditional_set(self, name: str, args: list[Any]) -> Any:
+        """Run the update script (sent whole once per server, after a NOSCRIPT)."""
+        try:
+            return self("EVALSHA", UPDATE_SHA, 1, name, *args)
+        except redis.exceptions.NoScriptError:  # SCRIPT LOAD, not EVAL: see the ACL in the docs
+            self("SCRIPT", "LOAD", UPDATE)
+            return self("EVALSHA", UPDATE_SHA, 1, name, *args)
+
+    def close(self) -> None:
+        """Give every connection back to the pool."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._pool.release(conn)
+
+
+class ClusterCommands:
+    """Execute commands through a ``RedisCluster``, which routes each by its key's slot."""
+
+    def __init__(self, client: redis.RedisCluster) -> None:
+        self._client = client
+        self._update = client.register_script(UPDATE)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def conditional_set(self, name: str, args: list[Any]) -> Any:
+        """Run the update script; redis-py loads it on the node of the slot when missing."""
+        return self._update([name], args)
+
+    def close(self) -> None:
+        """Nothing of its own: the client's pools are the store's to close."""
