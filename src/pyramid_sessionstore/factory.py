@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from pyramid.interfaces import ISessionFactory
-from webob.cookies import parse_cookie
 from zope.interface import implementer
 
 from . import lifecycle
+from .cookie_header import CookieHeader
+from .cookie_header import vary_on_cookie
 from .cookies import DEFAULT
+from .cookies import CookieValue
 from .cookies import Signer
 from .cookies import store_key
 from .exceptions import StoreUnavailableError
@@ -60,6 +62,8 @@ security_log = logging.getLogger("pyramid_sessionstore.security")
 
 SAMESITE_VALUES = ("Strict", "Lax", "None")
 STORE_ERROR_POLICIES = ("raise", "fresh")
+#: How many verified cookie values a factory remembers (about 300 bytes each).
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @implementer(ISessionFactory)
@@ -188,6 +192,20 @@ class SessionFactory:
         self.secure = secure
         self.httponly = httponly
         self.samesite = samesite.capitalize() if samesite else None
+        #: How the cookie is read from requests and written on responses.
+        self.cookie = CookieHeader(
+            cookie_name,
+            max_age=max_age,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=self.samesite,
+        )
+        # Verified cookie values: verification is a pure function of the value
+        # (and the fixed secrets), so a browser's next request skips the HMAC
+        # and the key hash. Only valid values get in; bounded by clearing.
+        self._verified: dict[str, tuple[CookieValue, str]] = {}
         self.timeout = timeout
         self.max_lifetime = max_lifetime
         self.reissue_time = reissue_time
@@ -209,7 +227,7 @@ class SessionFactory:
 
     def __call__(self, request: Request) -> Session:
         """Return the session of *request*; Pyramid calls this on first access."""
-        value = self._read_cookie(request)
+        value = self.cookie.read(request.environ)
         if self.client_side:
             session = self._load_sealed(value)
         else:
@@ -218,45 +236,21 @@ class SessionFactory:
         request.__dict__["_sessionstore_session"] = session
         return session
 
-    def _read_cookie(self, request: Request) -> str | None:
-        """Return our cookie's value; None when absent or not ASCII.
-
-        Our values are plain ASCII tokens, so ours is found without decoding
-        every cookie of the header as WebOb's ``request.cookies`` does (which
-        also raises on the first non-UTF-8 byte, even in another app's cookie).
-        """
-        header: str = request.environ.get("HTTP_COOKIE", "")
-        value: str | None = None
-        for part in header.split(";"):
-            name, _, found = part.partition("=")
-            if name.strip() == self.cookie_name:
-                value = found.strip()
-                break
-        if value and value[0] == '"':  # quoted: let WebOb unquote it
-            wanted = self.cookie_name.encode("latin-1", "replace")
-            raw = next((raw for name, raw in parse_cookie(header) if name == wanted), b"")
-            value = raw.decode("latin-1")
-        if value and not value.isascii():
-            security_log.warning("rejected a session cookie that is not ASCII")
-            return None
-        return value or None
-
     def _load(self, value: str | None, request: Request) -> Session:
         if not value:
             return Session()
-        verified = self.signer.verify(value)
-        if verified is None and self.import_from is not None:
-            imported = self._unseal(self.import_from, value)
-            if imported is not None:
-                imported.changed()  # saved under a new id; the response replaces the cookie
-                return imported
-        if verified is None:
+        if (known := self._verify(value)) is None:
+            if self.import_from is not None:
+                imported = self._unseal(self.import_from, value)
+                if imported is not None:
+                    imported.changed()  # saved under a new id; the response replaces the cookie
+                    return imported
             security_log.warning(
                 "rejected a session cookie that is not validly signed (from %s)",
                 request.remote_addr,
             )
             return Session()
-        key = store_key(verified.session_id)
+        verified, key = known
         own_timeout: int | None = None
         ttl = self.timeout
         if verified.timeout is not DEFAULT:
@@ -301,6 +295,17 @@ class SessionFactory:
         # copy of the timeout lags the record's (the record is trusted).
         session._cookie_stale = header.timeout != own_timeout or not verified.current
         return session
+
+    def _verify(self, value: str) -> tuple[CookieValue, str] | None:
+        """Return the verified cookie *value* and its store key, or None."""
+        if (known := self._verified.get(value)) is not None:
+            return known
+        if (verified := self.signer.verify(value)) is None:
+            return None
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        known = self._verified[value] = (verified, store_key(verified.session_id))
+        return known
 
     def _load_sealed(self, value: str | None) -> Session:
         if not value:
@@ -350,12 +355,7 @@ class SessionFactory:
         if request.exception is not None and not self.set_on_exception:
             return
         session: Session = request.__dict__["_sessionstore_session"]
-        headers = response.headers
-        vary = headers.get("Vary")
-        if vary is None:
-            headers["Vary"] = "Cookie"
-        elif "cookie" not in vary.lower():
-            headers["Vary"] = f"{vary}, Cookie"
+        vary_on_cookie(response.headerlist)
         if session._degraded:
             if session._dirty:
                 log.error("session store unavailable: this request's session changes are lost")
@@ -382,29 +382,11 @@ class SessionFactory:
 
     def set_cookie(self, response: Any, value: str) -> None:
         """Set the session cookie to *value* on *response*."""
-        response.set_cookie(
-            self.cookie_name,
-            value,
-            max_age=self.max_age,
-            path=self.path,
-            domain=self.domain,
-            secure=self.secure,
-            httponly=self.httponly,
-            samesite=self.samesite,
-        )
+        self.cookie.set(response, value)
 
     def expire_cookie(self, response: Any) -> None:
         """Tell the browser to forget the session cookie."""
-        response.set_cookie(
-            self.cookie_name,
-            "",
-            max_age=0,
-            path=self.path,
-            domain=self.domain,
-            secure=self.secure,
-            httponly=self.httponly,
-            samesite=self.samesite,
-        )
+        self.cookie.expire(response)
 
     def cookie_value(self, session: Session) -> str:
         """Return the signed cookie value of a stored *session*."""

@@ -16,6 +16,8 @@ from typing import Any
 
 from pyramid.path import DottedNameResolver
 
+from .cookie_header import as_attribute
+from .cookie_header import as_cookie_name
 from .exceptions import ConfigurationError
 from .factory import SessionFactory
 from .serializers import serializer_by_name
@@ -36,6 +38,11 @@ __all__ = ["parse_factory_options", "session_factory_from_settings"]
 def _optional_str(value: Any) -> str | None:
     text = str(value).strip()
     return text or None
+
+
+def _domain(value: Any) -> str | None:
+    text = _optional_str(value)
+    return None if text is None else as_attribute(text)
 
 
 def _secrets(value: Any) -> list[str]:
@@ -79,10 +86,10 @@ def _serializer(value: Any) -> Any:
 FACTORY_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "secret": str,
     "secrets": _secrets,
-    "cookie_name": str,
+    "cookie_name": as_cookie_name,
     "max_age": as_seconds,
-    "path": str,
-    "domain": _optional_str,
+    "path": as_attribute,
+    "domain": _domain,
     "secure": as_bool,
     "httponly": as_bool,
     "samesite": _samesite,

@@ -14,22 +14,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import ClassVar
-from typing import NamedTuple
 
 from ..exceptions import ConflictError
 from .base import Clock
 from .base import Converter
 from .base import Record
 from .base import as_int
-from .base import expires_at
 
 __all__ = ["MemoryStore"]
 
 
-class _Entry(NamedTuple):
-    data: bytes
-    version: str
-    expires: float | None
+class _Entry:
+    """One record; mutable, so a load refreshes its expiry in place."""
+
+    __slots__ = ("data", "expires", "version")
+
+    def __init__(self, data: bytes, version: str, expires: float | None) -> None:
+        self.data, self.version, self.expires = data, version, expires
 
 
 class MemoryStore:
@@ -65,11 +66,10 @@ class MemoryStore:
 
     def load(self, key: str, ttl: int | None) -> Record | None:
         with self._lock:
-            now = self._clock()
-            entry = self._live(key, now)
+            entry = self._live(key, now := self._clock())
             if entry is None:
                 return None
-            self._entries[key] = entry._replace(expires=expires_at(ttl, lambda: now))
+            entry.expires = None if ttl is None else now + ttl
             self._entries.move_to_end(key)
             return Record(entry.data, entry.version)
 
@@ -85,7 +85,7 @@ class MemoryStore:
                     self,
                 )
             version = str(next(self._versions))
-            self._entries[key] = _Entry(data, version, expires_at(ttl, lambda: now))
+            self._entries[key] = _Entry(data, version, None if ttl is None else now + ttl)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -93,12 +93,10 @@ class MemoryStore:
 
     def touch(self, key: str, ttl: int | None) -> bool:
         with self._lock:
-            now = self._clock()
-            entry = self._live(key, now)
-            if entry is None:
-                return False
-            self._entries[key] = entry._replace(expires=expires_at(ttl, lambda: now))
-            return True
+            entry = self._live(key, now := self._clock())
+            if entry is not None:
+                entry.expires = None if ttl is None else now + ttl
+            return entry is not None
 
     def delete(self, key: str) -> None:
         with self._lock:

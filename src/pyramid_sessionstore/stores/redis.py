@@ -42,8 +42,11 @@ try:
     # No server can take this now: down, timed out, failing over, resharding.
     _DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
     _DOWN += (redis.ReadOnlyError, redis.exceptions.ClusterError, redis.exceptions.TryAgainError)
-    _DOWN += (redis.RedisClusterException,)  # no node reachable, slot not covered
-    _ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.RedisClusterException)
+    _DOWN += (redis.exceptions.RedisClusterException,)  # no node reachable, slot not covered
+    _ERRORS: tuple[type[Exception], ...] = (
+        redis.RedisError,
+        redis.exceptions.RedisClusterException,
+    )
     _RETRY_ON: tuple[type[Exception], ...] = (redis.ConnectionError,)
 except ImportError:  # the OPTIONS table stays readable without the driver
     redis = None  # type: ignore[assignment]
