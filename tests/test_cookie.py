@@ -34,6 +34,7 @@ from pyramid_sessionstore.stores.base import Store
 from pyramid_sessionstore.stores.cookie import CookieStore
 from pyramid_sessionstore.stores.registry import build_store
 from pyramid_sessionstore.stores.registry import keyword_parameters
+from pyramid_sessionstore.stores.registry import store_from_settings
 
 OLD = "old-cookie-secret-" + "o" * 50
 NEW = "new-cookie-secret-" + "n" * 50
@@ -245,6 +246,17 @@ def test_every_option_from_settings() -> None:
     assert CookieStore(secret=OLD).unseal(store.seal(b"x")) is None
     single = build_store("cookie", {"session.cookie.secret": NEW})
     assert single.unseal(store.seal(b"x")) == (b"x", True)  # type: ignore[attr-defined]
+
+
+def test_the_size_limit_counts_the_factory_cookie_name_from_settings() -> None:
+    settings = {
+        "session.store": "cookie",
+        "session.cookie.secret": NEW,
+        "session.cookie_name": "sid",
+    }
+    assert store_from_settings(settings).cookie_name == "sid"  # type: ignore[attr-defined]
+    settings["session.cookie.cookie_name"] = "other"  # told explicitly: kept
+    assert store_from_settings(settings).cookie_name == "other"  # type: ignore[attr-defined]
 
 
 S = {"session.cookie.secret": NEW}

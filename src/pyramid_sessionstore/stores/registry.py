@@ -190,6 +190,10 @@ def build_store(
 def store_from_settings(settings: Mapping[str, Any], prefix: str = "session.") -> Store:
     """Build the store named by ``<prefix>store`` (default ``memory``)."""
     name = str(settings.get(f"{prefix}store", "memory")).strip()
+    own_name, factory_name = f"{prefix}cookie.cookie_name", f"{prefix}cookie_name"
+    if name == "cookie" and own_name not in settings and factory_name in settings:
+        # The cookie store counts the name in its size limit: the factory's, unless told.
+        settings = {**settings, own_name: settings[factory_name]}
     return build_store(name, settings, prefix)
 
 
