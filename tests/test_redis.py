@@ -8,6 +8,7 @@ and a Sentinel set.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -300,6 +301,39 @@ def test_connections_are_kept_reused_and_given_back(private_redis: RedisProcess)
         assert _our_connections(admin, "ours") == 1
         assert redis.Redis(connection_pool=pool).get("reuse:" + key) is not None
     pool.disconnect()
+
+
+def test_tracing_and_subclasses_keep_the_client_path(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    class Instrumented(redis.Redis):
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            seen.append(args[0])
+            return super().execute_command(*args, **options)
+
+    original = redis.Redis.execute_command
+
+    @functools.wraps(original)
+    def traced(self: redis.Redis, *args: Any, **options: Any) -> Any:  # as tracers wrap it
+        seen.append(args[0])
+        return original(self, *args, **options)
+
+    for client in (Instrumented.from_url(redis_url), redis.Redis.from_url(redis_url)):
+        with monkeypatch.context() as patch:
+            if type(client) is redis.Redis:
+                patch.setattr(redis.Redis, "execute_command", traced)
+            seen.clear()
+            store = RedisStore(client=client, prefix=prefix)
+            key = new_key()
+            version = store.save(key, b"x", 60, None)
+            assert store.load(key, 60) == (b"x", version)
+            store.save(key, b"y", 60, version)
+            store.delete(key)
+            assert seen[:2] == ["SET", "GETEX"] and seen[-1] == "DEL"
+            store.close()
+        client.close()
 
 
 def test_a_command_that_timed_out_never_answers_the_next(private_redis: RedisProcess) -> None:

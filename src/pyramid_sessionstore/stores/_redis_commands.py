@@ -8,8 +8,10 @@ on a LIFO list (append and pop are atomic), and talks through redis-py's own
 ``Connection`` objects, so connecting, AUTH, TLS, Sentinel's master lookup,
 health checks and the RESP parser (hiredis when installed) stay redis-py's.
 
-A Cluster routes every command itself: :class:`ClusterCommands` keeps the
-client's path.
+Every other client keeps its own path (:class:`ClientCommands`): a Cluster,
+which routes each command to its slot's master; a pipeline; a subclass; and a
+client whose ``execute_command`` tracing has wrapped (OpenTelemetry, Sentry,
+ddtrace), so what those add still happens.
 
 Updates run a Lua script by its SHA: it compares the record's header with the
 one loaded and sets the new value, so a compare-and-set is one round trip.
@@ -25,7 +27,7 @@ import redis
 
 from .redis import HEADER
 
-__all__ = ["ClusterCommands", "LeanCommands", "commands_for"]
+__all__ = ["ClientCommands", "LeanCommands", "commands_for"]
 
 # KEYS[1]; ARGV: expected header, new value, then "EX", ttl or nothing. pcall:
 # a value of another type under the key is a mismatch, not a script error.
@@ -36,11 +38,12 @@ return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3)) and 1
 UPDATE_SHA = hashlib.sha1(UPDATE.encode()).hexdigest()
 
 
-def commands_for(client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClusterCommands:
-    """Return how to send commands through *client*."""
-    if isinstance(client, redis.Redis):
+def commands_for(client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClientCommands:
+    """Return how to send commands through *client*: lean only for a plain ``Redis``."""
+    traced = hasattr(redis.Redis.execute_command, "__wrapped__")
+    if type(client) is redis.Redis and not traced:
         return LeanCommands(client.connection_pool)
-    return ClusterCommands(client)
+    return ClientCommands(client)
 
 
 class LeanCommands:
@@ -95,10 +98,10 @@ class LeanCommands:
             self._pool.release(conn)
 
 
-class ClusterCommands:
-    """Execute commands through a ``RedisCluster``, which routes each by its key's slot."""
+class ClientCommands:
+    """Execute commands through the client's own path (a Cluster routes each to its slot)."""
 
-    def __init__(self, client: redis.RedisCluster) -> None:
+    def __init__(self, client: redis.Redis | redis.RedisCluster) -> None:
         self._client = client
         self._update = client.register_script(UPDATE)
 
@@ -106,7 +109,7 @@ class ClusterCommands:
         return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def conditional_set(self, name: str, args: list[Any]) -> Any:
-        """Run the update script; redis-py loads it on the node of the slot when missing."""
+        """Run the update script; redis-py loads it (on the slot's node) when missing."""
         return self._update([name], args)
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from .base import as_positive_int
 from .base import mask_url
 
 if TYPE_CHECKING:
-    from ._redis_commands import ClusterCommands
+    from ._redis_commands import ClientCommands
     from ._redis_commands import LeanCommands
 
 try:
@@ -128,7 +128,7 @@ class RedisStore:
         self._owned, self._lock = client is None, threading.Lock()
         self._client: redis.Redis | redis.RedisCluster | None = None
         self._sentinel: redis.Sentinel | None = None
-        self._commands: LeanCommands | ClusterCommands | None = None
+        self._commands: LeanCommands | ClientCommands | None = None
         where = f"Sentinel {' '.join(self.sentinels)} ({service_name}) " if self.sentinels else ""
         where = f"Redis {where or ('Cluster ' if cluster else '')}at {mask_url(url)}"
         self._where = where if client is None else f"Redis (the {type(client).__name__} given)"
@@ -154,14 +154,14 @@ class RedisStore:
         self._sentinel = redis.Sentinel(addresses, sentinel_kwargs=self._watch | tls, **master)  # type: ignore[no-untyped-call]
         return self._sentinel.master_for(self.service_name)  # type: ignore[no-any-return,no-untyped-call]
 
-    def _use(self, client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClusterCommands:
+    def _use(self, client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClientCommands:
         from ._redis_commands import commands_for
 
         self._client = client
         self._commands = commands_for(client)
         return self._commands
 
-    def _run(self) -> LeanCommands | ClusterCommands:
+    def _run(self) -> LeanCommands | ClientCommands:
         """Return how to send commands, building a Cluster client on first use."""
         if (commands := self._commands) is not None:
             return commands
