@@ -67,3 +67,14 @@ def test_names() -> None:
 def test_msgpack_refuses_integers_past_64_bits_clearly() -> None:
     with pytest.raises(SerializationError, match="64-bit"):
         MsgpackSerializer().dumps({"big": 2**70})
+
+
+@pytest.mark.parametrize("stored", [b' {"a": 1} ', b'{"a":1}', b'\n{"a":1}'])
+def test_json_loads_what_other_writers_space_out(stored: bytes) -> None:
+    assert JSONSerializer().loads(stored) == {"a": 1}
+
+
+@pytest.mark.parametrize("stored", [b"", b"{} x", b'{"a":1}}', b"nul", b"[1,"])
+def test_json_refuses_what_is_not_one_json_document(stored: bytes) -> None:
+    with pytest.raises(ValueError):
+        JSONSerializer().loads(stored)

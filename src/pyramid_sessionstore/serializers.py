@@ -143,15 +143,23 @@ class JSONSerializer:
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
         self._decoder = json.JSONDecoder(object_hook=untag)
+        # What json.loads runs, minus its checks and whitespace regexes.
+        self._scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
     def dumps(self, appstruct: Any) -> bytes:
         return self._encoder.encode(tag(appstruct)).encode("utf-8")
 
     def loads(self, bstruct: bytes) -> Any:
         text = bstruct.decode("utf-8")
-        if '{" ' not in text:
-            return json.loads(text)  # no tag can be inside: skip the Python object_hook
-        return self._decoder.decode(text)
+        if '{" ' in text:
+            return self._decoder.decode(text)
+        # No tag can be inside: skip the Python object_hook, and scan what dumps
+        # wrote (no surrounding space) directly; anything else gets json's errors.
+        try:
+            value, end = self._scan(text, 0)
+        except StopIteration:
+            end = -1
+        return value if end == len(text) else json.loads(text)
 
 
 class MsgpackSerializer:
