@@ -19,7 +19,6 @@ from pyramid_sessionstore.exceptions import ConflictError
 from pyramid_sessionstore.exceptions import StoreUnavailableError
 from pyramid_sessionstore.stores import SQLiteStore
 from pyramid_sessionstore.stores import Store
-from pyramid_sessionstore.stores import sqlite as sqlite_module
 from pyramid_sessionstore.stores.registry import build_store
 from pyramid_sessionstore.testing import new_key
 
@@ -75,6 +74,7 @@ def test_settings_round_trip_every_option(tmp_path: Path) -> None:
         "session.sqlite.table": "web_sessions",
         "session.sqlite.busy_timeout": "2.5",
         "session.sqlite.synchronous": "FULL",
+        "session.sqlite.refresh_interval": "30",
     }
     store = build_store("sqlite", settings)
     assert isinstance(store, SQLiteStore)
@@ -85,6 +85,7 @@ def test_settings_round_trip_every_option(tmp_path: Path) -> None:
         2.5,
         "full",
     )
+    assert store.refresh_interval == 30
     conn = store._conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -162,19 +163,29 @@ def test_load_refreshes_expiry_in_the_row(store: SQLiteStore, db: Path, clock: F
     assert store.load(key, 10) == (b"data", version)
 
 
-def test_load_without_returning_refreshes_expiry_too(
-    store: SQLiteStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite_module, "_RETURNING", False)
+def _expiry(db: Path, key: str) -> float | None:
+    with raw(db) as conn:
+        row = conn.execute("SELECT expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def test_a_load_writes_only_when_the_expiry_is_off_by_the_slack(db: Path, clock: FakeClock) -> None:
+    store = SQLiteStore(path=db, clock=clock, refresh_interval=60)
     key = new_key()
-    version = store.save(key, b"data", 10, None)
-    clock.now += 8
-    assert store.load(key, 10) == (b"data", version)
-    clock.now += 8
-    assert store.load(key, 10) == (b"data", version)
-    clock.now += 11
-    assert store.load(key, 10) is None
-    assert not store._conn().in_transaction
+    store.save(key, b"data", 1200, None)
+    saved = _expiry(db, key)
+    changes = store._conn().total_changes
+    clock.now += 59  # off by 59 s: within the slack, no write
+    assert store.load(key, 1200) is not None
+    assert (_expiry(db, key), store._conn().total_changes) == (saved, changes)
+    clock.now += 2  # off by 61 s: refreshed
+    assert store.load(key, 1200) is not None
+    assert _expiry(db, key) == clock.now + 1200
+    clock.now += 1
+    assert store.load(key, 10) is not None  # the slack is at most half the ttl
+    assert _expiry(db, key) == clock.now + 10
+    assert store.load(key, None) is not None and _expiry(db, key) is None
+    store.close()
 
 
 def test_expired_row_is_a_miss_until_collected(
@@ -312,14 +323,17 @@ def test_write_waits_for_a_lock_held_briefly(db: Path) -> None:
 
 def test_write_past_busy_timeout_raises_unavailable(db: Path) -> None:
     store = SQLiteStore(path=db, busy_timeout=0.2)
+    key = new_key()
+    version = store.save(key, b"x", 60, None)
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreUnavailableError, match="locked") as info:
             store.save(new_key(), b"x", 60, None)
         assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        assert store.load(key, 60) == (b"x", version)  # a read with no refresh due: no wait
         with pytest.raises(StoreUnavailableError):
-            store.load(new_key(), 60)  # load refreshes expiry: a write too
+            store.load(key, 6000)  # a refresh due is a write: it waits like one
     finally:
         blocker.rollback()
         blocker.close()

@@ -1,11 +1,11 @@
 """SQLiteStore: records in one SQLite file, shared by the worker processes of a machine.
 
 WAL mode (readers never wait for the writer), a busy timeout (writers queue),
-one connection per thread and process. Each write is one statement in
-autocommit mode, which takes the write lock before reading, so the busy timeout
-applies and no transaction upgrades a read lock (SQLite would answer ``BUSY`` at
-once); ``load`` refreshes the expiry in its statement (``UPDATE ... RETURNING``).
-
+one connection per thread and process. Each write is one autocommit statement,
+which takes the write lock before reading, so the busy timeout applies and no
+transaction upgrades a read lock (SQLite would answer ``BUSY`` at once). A load
+is a ``SELECT``, never waiting under WAL; it writes the expiry only when it is
+off by more than ``refresh_interval``, so readers rarely queue for the lock.
 Not for many machines, nor for a database on a network filesystem: use ``sql``
 or ``redis``. Expired rows stay until ``psessions gc`` (``delete_expired``).
 """
@@ -31,22 +31,20 @@ from .base import Clock
 from .base import Converter
 from .base import Record
 from .base import as_float
+from .base import as_seconds
 
 __all__ = ["SQLiteStore"]
 
 security_log = logging.getLogger("pyramid_sessionstore.security")
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
-_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 _LIVE = "(expires_at IS NULL OR expires_at > :now)"
 _SQL = {  # {t}: the quoted table name
     "schema": "CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL,"
     " version INTEGER NOT NULL, expires_at REAL, created REAL NOT NULL)",
     "index": "CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at)",
-    "load": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_LIVE}",
-    "fetch": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_LIVE}"
-    " RETURNING data, version",  # SQLite >= 3.35; before, select then load in a transaction
-    "select": f"SELECT data, version FROM {{t}} WHERE key = :key AND {_LIVE}",
+    "touch": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_LIVE}",
+    "select": f"SELECT data, version, expires_at FROM {{t}} WHERE key = :key AND {_LIVE}",
     "create": "INSERT OR IGNORE INTO {t} VALUES (:key, :data, :ver, :exp, :now)",
     "revive": "UPDATE {t} SET data = :data, version = :ver, expires_at = :exp, created = :now"
     " WHERE key = :key AND expires_at <= :now",  # create over an expired row gc has not removed
@@ -100,15 +98,13 @@ class SQLiteStore:
     :param busy_timeout: seconds a write waits for the lock before failing. Default: 5.
     :param synchronous: ``PRAGMA synchronous``, off, normal, full or extra. With WAL,
         ``normal`` survives an application crash, not a power cut. Default: ``normal``.
+    :param refresh_interval: seconds a stored expiry may be off the wanted one before
+        a load rewrites it (at most half the ttl), so reads are rarely writes. Default: 60.
     :param clock: returns the current Unix time; tests pass a fake one.
     """
 
-    OPTIONS: ClassVar[dict[str, Converter]] = {
-        "path": str,
-        "table": str,
-        "busy_timeout": as_float,
-        "synchronous": _as_synchronous,
-    }
+    OPTIONS: ClassVar[dict[str, Converter]] = {"path": str, "table": str, "busy_timeout": as_float}
+    OPTIONS |= {"synchronous": _as_synchronous, "refresh_interval": as_seconds}
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
     #: Rows ``delete_expired`` removes per transaction, and keys ``keys`` fetches per query.
     BATCH: ClassVar[int] = 1000
@@ -120,12 +116,14 @@ class SQLiteStore:
         table: str = "sessions",
         busy_timeout: float = 5.0,
         synchronous: str = "normal",
+        refresh_interval: int | None = 60,
         clock: Clock = time.time,
     ) -> None:
         if not _TABLE.match(table):
             raise ValueError(f"table must be a plain SQL identifier, got {table!r}")
         self.path, self.table = os.path.abspath(os.fspath(path)), table
         self.busy_timeout, self.synchronous = busy_timeout, _as_synchronous(synchronous)
+        self.refresh_interval = as_seconds(refresh_interval) or 0
         self._clock, self._guard = clock, _Guard(self)
         self._local, self._lock, self._generation = threading.local(), threading.Lock(), 0
         self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -171,20 +169,22 @@ class SQLiteStore:
         params = {"key": key, "now": now, "exp": None if ttl is None else now + ttl}
         with self._guard:
             conn = self._conn()
-            if _RETURNING:
-                row = conn.execute(self._sql["fetch"], params).fetchone()
-            else:
-                with conn:
-                    conn.execute("BEGIN IMMEDIATE")
-                    row = conn.execute(self._sql["select"], params).fetchone()
-                    conn.execute(self._sql["load"], params)
+            row = conn.execute(self._sql["select"], params).fetchone()
             if row is None:
                 return None
-            if isinstance(row[0], bytes) and isinstance(row[1], int):
-                return Record(row[0], str(row[1]))
-            security_log.warning("SQLiteStore: removed malformed row %s... from %r", key[:12], self)
-            conn.execute(self._sql["delete"], params)
-            return None
+            data, version, expires = row
+            if not (isinstance(data, bytes) and isinstance(version, int)):
+                security_log.warning("SQLiteStore: removed malformed row %s of %r", key, self)
+                conn.execute(self._sql["delete"], params)
+                return None
+            if ttl is None:  # write the expiry only when it is off by more than the slack
+                due = expires is not None
+            else:
+                slack = min(self.refresh_interval, ttl / 2)
+                due = expires is None or abs(expires - now - ttl) > slack
+            if due:
+                conn.execute(self._sql["touch"], params)
+            return Record(data, str(version))
 
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         now = self._clock()
@@ -210,7 +210,7 @@ class SQLiteStore:
         now = self._clock()
         params = {"key": key, "now": now, "exp": None if ttl is None else now + ttl}
         with self._guard:
-            return self._conn().execute(self._sql["load"], params).rowcount == 1
+            return self._conn().execute(self._sql["touch"], params).rowcount == 1
 
     def delete(self, key: str) -> None:
         with self._guard:
