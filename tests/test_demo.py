@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import configparser
-import importlib.util
+import contextlib
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -15,21 +22,16 @@ from webtest import TestResponse
 
 from pyramid_sessionstore_demo import main
 from pyramid_sessionstore_demo.views import REMEMBER_ME
+from servers import free_port
 
 INI = Path(__file__).parent.parent / "demo" / "development.ini"
 SECRET = "demo-tests-secret-" + "0123456789abcdef" * 4
-
-
-def _has_sqlite_store() -> bool:
-    return importlib.util.find_spec("pyramid_sessionstore.stores.sqlite") is not None
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "memory":
         return {"session.secret": SECRET, "session.store": "memory"}
-    if not _has_sqlite_store():
-        pytest.skip("pyramid_sessionstore.stores.sqlite is not in this tree")
     return {
         "session.secret": SECRET,
         "session.store": "sqlite",
@@ -172,10 +174,44 @@ def test_development_ini_serves_the_demo_with_the_sqlite_store(tmp_path: Path) -
     # The ini's own session settings build a working app (the store file
     # moved to a temporary directory).
     settings = dict(get_appsettings(str(INI)))
-    if _has_sqlite_store():
-        settings["session.sqlite.path"] = str(tmp_path / "sessions.sqlite")
-    else:
-        settings = {k: v for k, v in settings.items() if not k.startswith("session.sqlite.")}
-        settings["session.store"] = "memory"
+    settings["session.sqlite.path"] = str(tmp_path / "sessions.sqlite")
     browser = TestApp(main({}, **settings))
     assert "Welcome, carol." in log_in(browser, "carol", remember=True).text
+
+
+def _serve(ini: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start pserve on *ini*, as ``make demo`` does; return once it answers."""
+    pserve = Path(sys.executable).with_name("pserve")
+    server = subprocess.Popen([str(pserve), str(ini)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return server
+        time.sleep(0.1)
+    server.kill()
+    raise AssertionError(f"pserve did not listen on {port}")
+
+
+def test_a_logged_in_session_survives_a_restart_of_the_demo(tmp_path: Path) -> None:
+    port = free_port()
+    ini = tmp_path / "development.ini"  # %(here)s: the store file lands in tmp_path/var
+    ini.write_text(INI.read_text().replace("127.0.0.1:6543", f"127.0.0.1:{port}"))
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    url = f"http://127.0.0.1:{port}"
+    server = _serve(ini, port)
+    try:
+        login_page = browser.open(f"{url}/login").read().decode()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login_page)
+        assert token is not None
+        form = urllib.parse.urlencode({"username": "dora", "csrf_token": token.group(1)})
+        assert "Welcome, dora." in browser.open(f"{url}/login", form.encode()).read().decode()
+    finally:
+        server.terminate()
+        server.wait(10)
+    server = _serve(ini, port)  # a new process: only the SQLite file remembers
+    try:
+        assert "logged in as <b>dora</b>" in browser.open(f"{url}/").read().decode()
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert (tmp_path / "var" / "sessions.sqlite").exists()
