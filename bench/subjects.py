@@ -291,6 +291,13 @@ def all_subjects() -> list[Subject]:
             "ours-file", "ours: file", "file", "ours", _ours("file", {"path": "{workdir}/file"})
         ),
         Subject(
+            "ours-file-nofsync",
+            "ours: file, fsync = false (Beaker does not fsync either)",
+            "file",
+            "ours",
+            _ours("file", {"path": "{workdir}/file-nofsync", "fsync": "false"}),
+        ),
+        Subject(
             "beaker-file",
             "pyramid_beaker file",
             "file",
