@@ -121,6 +121,12 @@ def test_missing_path_setting_is_a_configuration_error() -> None:
         build_store("sqlite", {})
 
 
+@pytest.mark.parametrize("path", [":memory:", ""])
+def test_a_path_that_is_not_a_file_is_refused(path: str) -> None:
+    with pytest.raises(ConfigurationError, match="session.sqlite.path"):
+        build_store("sqlite", {"session.sqlite.path": path})
+
+
 def test_directory_of_the_database_is_created(tmp_path: Path) -> None:
     SQLiteStore(path=tmp_path / "a" / "b" / "s.sqlite").close()
     assert (tmp_path / "a" / "b" / "s.sqlite").is_file()

@@ -15,6 +15,7 @@ a store does not hand out live ids). A store may add its own prefix.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from urllib.parse import urlunsplit
 
 from pyramid.settings import asbool
 from pyramid.settings import aslist
+
+from ..exceptions import StoreUnavailableError
 
 __all__ = [
     "Clock",
@@ -195,6 +198,21 @@ def as_list(value: Any) -> list[str]:
 def expires_at(ttl: int | None, clock: Clock = time.time) -> float | None:
     """Return the Unix time at which a record saved now with *ttl* expires."""
     return None if ttl is None else clock() + ttl
+
+
+class UnavailableOn(contextlib.AbstractContextManager["UnavailableOn"]):
+    """Turn *errors* raised inside into ``StoreUnavailableError`` naming *store*.
+
+    A class, not ``@contextmanager``: it guards every operation of the embedded
+    stores, and a generator-based one costs a few microseconds each time.
+    """
+
+    def __init__(self, store: object, errors: tuple[type[BaseException], ...]) -> None:
+        self.store, self.errors = store, errors
+
+    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
+        if isinstance(err, self.errors):
+            raise StoreUnavailableError(f"{self.store!r}: {err}", self.store) from err
 
 
 def shown_value(name: str, value: Any, error: Exception) -> str:

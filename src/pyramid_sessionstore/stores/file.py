@@ -31,10 +31,10 @@ from typing import Any
 from typing import ClassVar
 
 from ..exceptions import ConflictError
-from ..exceptions import StoreUnavailableError
 from .base import Clock
 from .base import Converter
 from .base import Record
+from .base import UnavailableOn
 from .base import as_bool
 from .base import as_int
 
@@ -49,17 +49,6 @@ _KEY = re.compile(r"[0-9a-z_-]{1,200}\Z")  # a file name, even on case-insensiti
 def _as_mode(value: Any) -> int:
     """Convert an octal permission such as ``0600`` (or an int)."""
     return int(value, 8) if isinstance(value, str) else as_int(value)
-
-
-class _Guard(contextlib.AbstractContextManager["_Guard"]):
-    """Turn an ``OSError`` into ``StoreUnavailableError`` naming the directory."""
-
-    def __init__(self, store: FileStore) -> None:
-        self.store = store
-
-    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
-        if isinstance(err, OSError):
-            raise StoreUnavailableError(f"{self.store!r}: {err}", self.store) from err
 
 
 class FileStore:
@@ -95,7 +84,7 @@ class FileStore:
             raise ValueError(f"shard_depth must be between 0 and 3, got {shard_depth}")
         self.path = os.path.abspath(os.fspath(path))
         self.mode, self.shard_depth, self.fsync = mode, shard_depth, fsync
-        self._clock, self._guard = clock, _Guard(self)
+        self._clock, self._guard = clock, UnavailableOn(self, (OSError,))
         self._thread_locks = [threading.Lock() for _ in range(64)]
         self._pattern = os.path.join(glob.escape(self.path), *["??"] * shard_depth, "*")
         with self._guard:  # fail at start-up, not at the first request

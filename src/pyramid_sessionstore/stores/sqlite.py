@@ -12,7 +12,6 @@ or ``redis``. Expired rows stay until ``psessions gc`` (``delete_expired``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -26,10 +25,10 @@ from typing import Any
 from typing import ClassVar
 
 from ..exceptions import ConflictError
-from ..exceptions import StoreUnavailableError
 from .base import Clock
 from .base import Converter
 from .base import Record
+from .base import UnavailableOn
 from .base import as_float
 from .base import as_seconds
 
@@ -58,6 +57,12 @@ _SQL = {  # {t}: the quoted table name
 }
 
 
+def _as_path(value: Any) -> str:
+    if str(value) in ("", ":memory:"):  # abspath would make either a file in the cwd
+        raise ValueError(f"expected a database file, got {value!r} (in memory: store = memory)")
+    return str(value)
+
+
 def _as_synchronous(value: Any) -> str:
     """Convert a ``PRAGMA synchronous`` level: off, normal, full or extra."""
     if str(value).lower() not in _SYNCHRONOUS:
@@ -79,17 +84,6 @@ def _close(conn: _Connection) -> None:
         conn.close()
 
 
-class _Guard(contextlib.AbstractContextManager["_Guard"]):
-    """Turn a driver or filesystem error into ``StoreUnavailableError`` naming the file."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-
-    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
-        if isinstance(err, (sqlite3.Error, OSError)):
-            raise StoreUnavailableError(f"{self.store!r}: {err}", self.store) from err
-
-
 class SQLiteStore:
     """Keep records in a table of an SQLite database file.
 
@@ -103,7 +97,11 @@ class SQLiteStore:
     :param clock: returns the current Unix time; tests pass a fake one.
     """
 
-    OPTIONS: ClassVar[dict[str, Converter]] = {"path": str, "table": str, "busy_timeout": as_float}
+    OPTIONS: ClassVar[dict[str, Converter]] = {
+        "path": _as_path,
+        "table": str,
+        "busy_timeout": as_float,
+    }
     OPTIONS |= {"synchronous": _as_synchronous, "refresh_interval": as_seconds}
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
     #: Rows ``delete_expired`` removes per transaction, and keys ``keys`` fetches per query.
@@ -121,10 +119,10 @@ class SQLiteStore:
     ) -> None:
         if not _TABLE.match(table):
             raise ValueError(f"table must be a plain SQL identifier, got {table!r}")
-        self.path, self.table = os.path.abspath(os.fspath(path)), table
+        self.path, self.table = os.path.abspath(_as_path(os.fspath(path))), table
         self.busy_timeout, self.synchronous = busy_timeout, _as_synchronous(synchronous)
         self.refresh_interval = as_seconds(refresh_interval) or 0
-        self._clock, self._guard = clock, _Guard(self)
+        self._clock, self._guard = clock, UnavailableOn(self, (sqlite3.Error, OSError))
         self._local, self._lock, self._generation = threading.local(), threading.Lock(), 0
         self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         names = {"t": f'"{table}"', "i": f'"{table}_expires_at"'}
