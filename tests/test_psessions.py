@@ -188,6 +188,13 @@ def test_show_unknown_session_exits_1(deployment: Deployment) -> None:
     one_line_error(result, "no session", "0" * 64)
 
 
+@pytest.mark.parametrize("given", ["-" + "A" * 42, "--" + "A" * 41])
+def test_show_takes_an_id_that_starts_with_a_dash(file_deployment: Deployment, given: str) -> None:
+    result = file_deployment.call("show", given)  # 1 id in 64 starts with "-": not an option
+    assert result.returncode == 1
+    one_line_error(result, "no session")
+
+
 def test_show_rejects_forged_and_malformed_values(file_deployment: Deployment) -> None:
     cookie = file_deployment.session("/set?a=1")
     forged = file_deployment.run("show", cookie[:-2] + "AA")

@@ -61,6 +61,18 @@ _INDEX_KEY = re.compile(r"\A[0-9a-f]{40}\Z")
 _SESSION_ID = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 
 
+def _dash_safe(args: list[str]) -> list[str]:
+    """Let the value after ``show`` start with ``-``, as 1 session id in 64 does.
+
+    argparse would read it as an option; a ``--`` before it says it is a value.
+    """
+    if "show" in args[1:]:
+        at = args.index("show", 1) + 1
+        if at < len(args) and args[at].startswith("-") and args[at] not in ("-h", "--help", "--"):
+            return [*args[:at], "--", *args[at:]]
+    return args
+
+
 def main(argv: Sequence[str] = sys.argv, quiet: bool = False) -> int:
     """Run ``psessions`` with *argv*; return the exit code."""
     command = PSessionsCommand(argv, quiet)
@@ -140,7 +152,7 @@ class PSessionsCommand:
     parser = _parser(script_name, description)
 
     def __init__(self, argv: Sequence[str], quiet: bool = False) -> None:
-        self.args = self.parser.parse_args(list(argv[1:]))
+        self.args = self.parser.parse_args(_dash_safe(list(argv[1:])))
         self.quiet = quiet
 
     def out(self, msg: str) -> None:
