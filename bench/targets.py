@@ -1,7 +1,10 @@
 """The speed targets, checked against one run's numbers, and the run's Markdown.
 
 Ratios are "times faster": the other's µs/request divided by ours, so 2.0
-means ours takes half the time. "Equal within noise" means the difference of
+means ours takes half the time. They are paired: every round times every
+subject, so a ratio is the median over rounds of the ratio within a round,
+which cancels drift that slows a whole round (another job on this shared
+machine); the same goes for "µs over bare". "Equal within noise" means the difference of
 the medians is no larger than the noise measured in the same run: the larger
 of either subject's inter-quartile range over rounds and the difference
 between two copies of the bare app (the A/A check).
@@ -42,6 +45,21 @@ class Numbers:
         """Return the median µs/request; *metric* ``us`` is wall clock, ``cpu_us`` CPU."""
         result = self.result(key, scenario)
         return None if result is None else float(result[metric]["median"])
+
+    def samples(self, key: str, scenario: str, metric: str = "us") -> list[float]:
+        """Return the per-round µs/request, in round order."""
+        result = self.result(key, scenario)
+        name = "samples_us" if metric == "us" else "cpu_samples_us"
+        return [] if result is None else [float(v) for v in result.get(name, [])]
+
+    def paired(
+        self, a: str, b: str, scenario: str, metric: str = "us"
+    ) -> list[tuple[float, float]]:
+        """Return (a, b) per round, or [] when the rounds do not pair up."""
+        first, second = self.samples(a, scenario, metric), self.samples(b, scenario, metric)
+        if not first or len(first) != len(second):
+            return []
+        return list(zip(first, second, strict=True))
 
     def iqr(self, key: str, scenario: str, metric: str = "us") -> float:
         result = self.result(key, scenario)
@@ -84,10 +102,23 @@ class Numbers:
 
 
 def _speedup(n: Numbers, ours: str, other: str, scenario: str, metric: str = "us") -> float | None:
-    mine, theirs = n.median(ours, scenario, metric), n.median(other, scenario, metric)
-    if mine is None or theirs is None or mine <= 0:
+    """Return how many times faster *ours* is: the median of the per-round ratios."""
+    pairs = n.paired(ours, other, scenario, metric)
+    if pairs and all(mine > 0 for mine, _ in pairs):
+        return statistics.median(theirs / mine for mine, theirs in pairs)
+    mine_median, theirs_median = n.median(ours, scenario, metric), n.median(other, scenario, metric)
+    if mine_median is None or theirs_median is None or mine_median <= 0:
         return None
-    return theirs / mine
+    return theirs_median / mine_median
+
+
+def _over(n: Numbers, key: str, base: str, scenario: str, metric: str = "us") -> float | None:
+    """Return µs/request of *key* above *base*: the median of the per-round differences."""
+    pairs = n.paired(key, base, scenario, metric)
+    if pairs:
+        return statistics.median(mine - theirs for mine, theirs in pairs)
+    mine, theirs = n.median(key, scenario, metric), n.median(base, scenario, metric)
+    return None if mine is None or theirs is None else mine - theirs
 
 
 def _count(value: float) -> str:
@@ -159,14 +190,11 @@ def evaluate(data: dict[str, Any]) -> list[dict[str, Any]]:
             _target("memory-vs-beaker", text, r > 1 and w > 1, measured, rc > 1 and wc > 1)
         )
     text = "Memory store: session cost above the bare app at most 25 µs on `/read`"
-    ours, bare = n.median("ours-memory", "read"), n.median("bare", "read")
-    if ours is None or bare is None:
+    cost = _over(n, "ours-memory", "bare", "read")
+    if cost is None:
         targets.append(_missing("memory-cost", text, "ours-memory", "bare"))
     else:
-        cost = ours - bare
-        cpu_cost = (n.median("ours-memory", "read", "cpu_us") or 0.0) - (
-            n.median("bare", "read", "cpu_us") or 0.0
-        )
+        cpu_cost = _over(n, "ours-memory", "bare", "read", "cpu_us") or 0.0
         measured = f"{cost:.1f} µs over bare (CPU time: {cpu_cost:.1f} µs)"
         targets.append(_target("memory-cost", text, cost <= 25, measured, cpu_cost <= 25))
     text = "Cookie store `/read`: faster than Pyramid's SignedCookieSessionFactory"
@@ -205,7 +233,6 @@ def evaluate(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _scenario_table(n: Numbers, data: dict[str, Any], scenario: str) -> str:
     rows = []
-    bare = n.median("bare", scenario)
     for subject in data["subjects"]:
         key = subject["key"]
         result = n.result(key, scenario)
@@ -217,20 +244,20 @@ def _scenario_table(n: Numbers, data: dict[str, Any], scenario: str) -> str:
         rt = result["round_trips"]
         traffic = result["traffic"]
         cpu = result["cpu_us"]["median"]
-        over = "—" if bare is None or subject["role"] == "bare" else f"{median - bare:+.1f}"
+        above = None if subject["role"] == "bare" else _over(n, key, "bare", scenario)
+        over = "—" if above is None else f"{above:+.1f}"
         versus = "—"
         if subject["role"] == "ours":
             best = n.best_peer(subject["engine"], scenario)
             if best is not None:
-                best_cpu = n.median(best[0], scenario, "cpu_us") or 0.0
-                versus = (
-                    f"**{best[1] / median:.2f}x** (CPU {best_cpu / cpu:.2f}x) vs {n.label(best[0])}"
-                )
+                speed = _speedup(n, key, best[0], scenario) or 0.0
+                speed_cpu = _speedup(n, key, best[0], scenario, "cpu_us") or 0.0
+                versus = f"**{speed:.2f}x** (CPU {speed_cpu:.2f}x) vs {n.label(best[0])}"
         elif subject["role"] == "floor":
             ours_key = f"ours-{subject['engine']}"
-            ours = n.median(ours_key, scenario)
-            if ours is not None:
-                versus = f"{n.label(ours_key)} takes {ours / median:.2f}x the floor"
+            floor_speed = _speedup(n, key, ours_key, scenario)
+            if floor_speed is not None:
+                versus = f"{n.label(ours_key)} takes {floor_speed:.2f}x the floor"
         rows.append(
             [
                 f"**{subject['label']}**" if subject["role"] == "ours" else subject["label"],
@@ -318,7 +345,9 @@ def render(data: dict[str, Any]) -> str:
         f" The whole run took {data['seconds']:.0f} s.",
         "",
         'Every subject uses a 1200 s idle timeout. "ours vs best peer" is the best peer\'s'
-        " µs divided by ours (2.00x = ours takes half the time).",
+        ' µs divided by ours (2.00x = ours takes half the time), and like "µs over bare"'
+        " it is paired: the median over rounds of the value within each round, so drift that"
+        " slows a whole round cancels out.",
         "",
     ]
     for sc in data["scenarios"]:
