@@ -234,6 +234,13 @@ def test_purge_user_ends_only_that_users_sessions(deployment: Deployment) -> Non
     assert again.returncode == 0 and "ended 0 session(s)" in again.stdout
 
 
+def test_purge_a_user_id_that_starts_with_a_dash(file_deployment: Deployment) -> None:
+    file_deployment.session("/login?user=-bob")
+    result = file_deployment.call("purge", "--user=-bob")  # as docs/psessions.md says
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ended 1 session(s) of user '-bob'"
+
+
 def test_purge_all_without_yes_and_without_a_terminal_is_refused(
     file_deployment: Deployment,
 ) -> None:
