@@ -15,6 +15,7 @@ import pytest
 from webtest import TestApp
 
 from apps import make_wsgi_app
+from clocks import FakeClock
 from pyramid_sessionstore import SessionFactory
 from pyramid_sessionstore.exceptions import ConfigurationError
 from pyramid_sessionstore.exceptions import ConflictError
@@ -27,14 +28,6 @@ from pyramid_sessionstore.stores import SupportsScan
 from pyramid_sessionstore.stores.registry import build_store
 from pyramid_sessionstore.stores.registry import keyword_parameters
 from pyramid_sessionstore.testing import new_key
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Plain:
@@ -230,7 +223,7 @@ def test_close_closes_every_store_even_when_one_fails() -> None:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_000_000.0)
 
 
 @pytest.fixture

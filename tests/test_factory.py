@@ -13,6 +13,7 @@ from webtest import TestApp
 from apps import CountingStore
 from apps import make_app
 from apps import session_cookie
+from clocks import FakeClock
 from pyramid_sessionstore import SessionFactory
 from pyramid_sessionstore import StoreUnavailableError
 from pyramid_sessionstore.cookies import Signer
@@ -192,16 +193,8 @@ def test_factory_needs_exactly_one_of_secret_or_secrets() -> None:
 # -- expiry ------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_idle_timeout_is_enforced_by_the_store() -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     app = make_app(SessionFactory(SECRET, store=MemoryStore(clock=clock), timeout=60))
     app.get("/set/a/1")
     clock.now += 50
@@ -213,7 +206,7 @@ def test_idle_timeout_is_enforced_by_the_store() -> None:
 
 
 def test_set_timeout_changes_the_store_expiry_and_the_cookie() -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     app = make_app(SessionFactory(SECRET, store=MemoryStore(clock=clock), timeout=60))
     app.get("/set_timeout/3600")
     assert session_cookie(app).count(".") == 2  # type: ignore[union-attr]

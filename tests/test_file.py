@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from clocks import FakeClock
+from embedded_workers import Zygote
+from embedded_workers import is_intact
+from embedded_workers import payload
 from pyramid_sessionstore.exceptions import ConfigurationError
 from pyramid_sessionstore.exceptions import StoreUnavailableError
 from pyramid_sessionstore.stores import FileStore
@@ -21,20 +25,7 @@ from pyramid_sessionstore.stores import Store
 from pyramid_sessionstore.stores.registry import build_store
 from pyramid_sessionstore.testing import new_key
 
-sys.path.insert(0, str(Path(__file__).parent))
-from embedded_workers import Zygote  # noqa: E402
-from embedded_workers import is_intact  # noqa: E402
-from embedded_workers import payload  # noqa: E402
-
 WORKERS = str(Path(__file__).parent / "embedded_workers.py")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
