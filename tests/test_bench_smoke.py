@@ -33,3 +33,17 @@ def test_bench_run_quick_writes_table_and_checks_factories(tmp_path: Path) -> No
     assert "| **ours: memory** | memory |" in page
     assert "Pyramid SignedCookieSessionFactory (JSON)" in page
     assert "### Targets" in page
+
+
+def test_bench_profile_steps_still_name_real_code() -> None:
+    """``--steps`` calls our internals by name: it must follow them when they move."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "ours-memory", "--steps"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| factory(request): the whole load |" in done.stdout
