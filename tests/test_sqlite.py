@@ -149,13 +149,13 @@ def test_store_satisfies_protocol(store: SQLiteStore) -> None:
 def test_load_refreshes_expiry_in_the_row(store: SQLiteStore, db: Path, clock: FakeClock) -> None:
     key = new_key()
     version = store.save(key, b"data", 10, None)
+    assert _expiry(db, key) == clock.now + 10 + 5  # the ttl, then the slack: half the ttl here
     clock.now += 8
     assert store.load(key, 10) == (b"data", version)
-    with raw(db) as conn:
-        row = conn.execute("SELECT expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
-    assert row == (clock.now + 10,)
+    assert _expiry(db, key) == clock.now + 15
     clock.now += 8
     assert store.load(key, None) == (b"data", version)
+    assert _expiry(db, key) is None
     clock.now += 10**9
     assert store.load(key, 10) == (b"data", version)
 
@@ -166,22 +166,47 @@ def _expiry(db: Path, key: str) -> float | None:
     return None if row is None else row[0]
 
 
-def test_a_load_writes_only_when_the_expiry_is_off_by_the_slack(db: Path, clock: FakeClock) -> None:
+def test_a_load_writes_only_when_less_than_the_ttl_is_left(db: Path, clock: FakeClock) -> None:
     store = SQLiteStore(path=db, clock=clock, refresh_interval=60)
     key = new_key()
     store.save(key, b"data", 1200, None)
     saved = _expiry(db, key)
+    assert saved == clock.now + 1260
     changes = store._conn().total_changes
-    clock.now += 59  # off by 59 s: within the slack, no write
+    clock.now += 60  # exactly the ttl left: no write
     assert store.load(key, 1200) is not None
     assert (_expiry(db, key), store._conn().total_changes) == (saved, changes)
-    clock.now += 2  # off by 61 s: refreshed
+    clock.now += 1  # less than the ttl left: written ttl and slack ahead again
     assert store.load(key, 1200) is not None
-    assert _expiry(db, key) == clock.now + 1200
-    clock.now += 1
-    assert store.load(key, 10) is not None  # the slack is at most half the ttl
-    assert _expiry(db, key) == clock.now + 10
+    assert _expiry(db, key) == clock.now + 1260
+    assert store.load(key, 10) is not None  # a shorter ttl: more than ttl + slack left
+    assert _expiry(db, key) == clock.now + 15  # the slack is at most half the ttl
     assert store.load(key, None) is not None and _expiry(db, key) is None
+    store.close()
+
+
+@pytest.mark.parametrize("refresh_interval", [0, 3, 60])
+def test_an_active_session_never_ends_early_and_ends_at_most_the_slack_late(
+    db: Path, clock: FakeClock, refresh_interval: int
+) -> None:
+    """Issue 10, item 21: every read restarts the idle count; the slack may only add to it."""
+    store = SQLiteStore(path=db, clock=clock, refresh_interval=refresh_interval)
+    ttl, slack = 10, min(refresh_interval, 5)
+    key = new_key()
+    store.save(key, b"data", ttl, None)
+    clock.now += 4
+    assert store.load(key, ttl) is not None
+    clock.now += 7  # idle 7 s < ttl: still there (it was gone at 6 s with the old slack)
+    assert store.load(key, ttl) is not None
+    for gap in [9.99, 0.5, 6, 9.5, 1, 9.99, 3]:  # never idle for a full ttl: never ends
+        clock.now += gap
+        assert store.load(key, ttl) is not None, gap
+    last_read = clock.now
+    assert last_read + ttl <= _expiry(db, key) <= last_read + ttl + slack  # type: ignore[operator]
+    assert store.count() == 1
+    clock.now = last_read + ttl + slack
+    assert store.load(key, ttl) is None
+    assert store.delete_expired() == 1
     store.close()
 
 
@@ -190,7 +215,7 @@ def test_expired_row_is_a_miss_until_collected(
 ) -> None:
     key = new_key()
     version = store.save(key, b"data", 10, None)
-    clock.now += 10
+    clock.now += 10 + 5  # the ttl and the slack
     assert store.load(key, 10) is None
     assert store.touch(key, 10) is False
     with pytest.raises(ConflictError):
@@ -216,27 +241,99 @@ def test_versions_are_never_reused(store: SQLiteStore) -> None:
 def test_version_that_is_not_ours_is_a_conflict(store: SQLiteStore) -> None:
     key = new_key()
     store.save(key, b"a", 60, None)
-    for bogus in ("", "abc", "-1", "1.5"):
+    for bogus in ("", "abc", "-1", "1.5", "\u00b2", "\u0663", "9" * 5000, str(2**63), "\ud800"):
         with pytest.raises(ConflictError):
             store.save(key, b"b", 60, bogus)
 
 
-@pytest.mark.parametrize(
-    ("data", "version"),
-    [("text, not bytes", 7), (b"bytes", "not a number"), (12345, 7)],
-    ids=["text-data", "text-version", "integer-data"],
-)
-def test_malformed_row_is_logged_deleted_and_a_miss(
-    store: SQLiteStore, db: Path, caplog: pytest.LogCaptureFixture, data: object, version: object
-) -> None:
+#: Rows something else wrote into the table: (data, version, expires_at), as SQL literals,
+#: since SQLite keeps any type in any column (issue 10, item 6).
+MANGLED = {
+    "text-data": ("'text, not bytes'", "7", "NULL"),
+    "integer-data": ("12345", "7", "NULL"),
+    "text-version": ("x'00'", "'not a number'", "NULL"),
+    "real-version": ("x'00'", "1.5", "NULL"),
+    "blob-version": ("x'00'", "x'07'", "NULL"),
+    "text-expiry": ("x'00'", "7", "'tomorrow'"),
+    "blob-expiry": ("x'00'", "7", "x'ffff'"),
+    "empty-text-expiry": ("x'00'", "7", "''"),
+}
+
+
+def insert_mangled(db: Path, key: str, name: str) -> None:
+    with raw(db) as conn:
+        conn.execute(f"INSERT INTO sessions VALUES (?, {', '.join(MANGLED[name])}, 0)", (key,))
+
+
+@pytest.fixture(params=list(MANGLED))
+def mangled(request: pytest.FixtureRequest, db: Path, store: SQLiteStore) -> str:
+    """Return the key of a mangled row (the store made the table first)."""
     key = new_key()
+    insert_mangled(db, key, request.param)
+    return key
+
+
+def rows(db: Path) -> int:
     with raw(db) as conn:
-        conn.execute("INSERT INTO sessions VALUES (?, ?, ?, NULL, 0)", (key, data, version))
+        return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+
+def test_mangled_row_is_logged_deleted_and_a_miss(
+    store: SQLiteStore, db: Path, caplog: pytest.LogCaptureFixture, mangled: str
+) -> None:
     with caplog.at_level(logging.WARNING, logger="pyramid_sessionstore.security"):
-        assert store.load(key, 60) is None
+        assert store.load(mangled, 60) is None
+        assert store.load(mangled, None) is None
     assert [r.name for r in caplog.records] == ["pyramid_sessionstore.security"]
+    assert rows(db) == 0
+
+
+def test_mangled_row_is_neither_touched_nor_updated_but_a_create_replaces_it(
+    store: SQLiteStore, db: Path, mangled: str
+) -> None:
+    assert store.touch(mangled, 60) is False
+    assert store.touch(mangled, None) is False
+    for version in ("7", "0", "8"):
+        with pytest.raises(ConflictError):
+            store.save(mangled, b"mine", 60, version)
+    version = store.save(mangled, b"fresh", 60, None)
+    assert store.load(mangled, 60) == (b"fresh", version)
+    assert rows(db) == 1
+
+
+def test_mangled_row_is_not_counted_and_delete_removes_it(
+    store: SQLiteStore, db: Path, mangled: str
+) -> None:
+    live = new_key()
+    store.save(live, b"x", 60, None)
+    assert list(store.keys()) == [live] and store.count() == 1
+    store.delete(mangled)
+    assert rows(db) == 1
+
+
+def test_delete_expired_removes_rows_whose_expiry_is_not_a_number(
+    store: SQLiteStore, db: Path
+) -> None:
+    live, forever = new_key(), new_key()
+    store.save(live, b"x", 60, None)
+    store.save(forever, b"x", None, None)
+    for name in ("text-expiry", "blob-expiry", "empty-text-expiry"):
+        insert_mangled(db, new_key(), name)
+    assert store.delete_expired() == 3
+    assert rows(db) == 2 and set(store.keys()) == {live, forever}
+
+
+def test_keys_that_are_not_text_are_skipped_by_keys_and_count(
+    store: SQLiteStore, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "BATCH", 2)
+    saved = {new_key() for _ in range(3)}
+    for key in saved:
+        store.save(key, b"x", 60, None)
     with raw(db) as conn:
-        assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+        for blob in (b"\xff", b"\x00" * 40):
+            conn.execute("INSERT INTO sessions VALUES (?, x'00', 7, NULL, 0)", (blob,))
+    assert set(store.keys()) == saved and store.count() == 3
 
 
 def test_delete_expired_works_in_batches(
@@ -249,7 +346,7 @@ def test_delete_expired_works_in_batches(
         store.save(key, b"x", 10, None)
     for key in live:
         store.save(key, b"x", 600, None)
-    clock.now += 11
+    clock.now += 10 + 5  # the ttl and the slack
     assert set(store.keys()) == live  # paged by 3
     assert store.count() == 7
     assert store.delete_expired() == 10

@@ -4,10 +4,11 @@ WAL mode (readers never wait for the writer), a busy timeout (writers queue),
 one connection per thread and process. Each write is one autocommit statement,
 which takes the write lock before reading, so the busy timeout applies and no
 transaction upgrades a read lock (SQLite would answer ``BUSY`` at once). A load
-is a ``SELECT``, never waiting under WAL; it writes the expiry only when it is
-off by more than ``refresh_interval``, so readers rarely queue for the lock.
-Not for many machines, nor for a database on a network filesystem: use ``sql``
-or ``redis``. Expired rows stay until ``psessions gc`` (``delete_expired``).
+is a ``SELECT``, never waiting under WAL. Expiries are written ``ttl`` plus a slack
+(``refresh_interval``) ahead and a load rewrites one only when less than ``ttl`` is
+left, so readers rarely queue for the lock and a record ends late by at most the
+slack, never early. A mangled row is a miss, and deleted. Not for many machines,
+nor on a network filesystem. Expired rows stay until ``psessions gc``.
 """
 
 from __future__ import annotations
@@ -36,24 +37,31 @@ __all__ = ["SQLiteStore"]
 
 security_log = logging.getLogger("pyramid_sessionstore.security")
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_VERSION = re.compile(r"[0-9]{1,19}\Z")  # a random 62-bit start, + 1 per update; 64-bit column
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
-_LIVE = "(expires_at IS NULL OR expires_at > :now)"
+_AUTOCOMMIT: dict[str, Any] = {"isolation_level": None, "check_same_thread": False}
+# SQLite keeps any type in any column: a row of other types is not ours (text never expires).
+_TYPED = "typeof(data) = 'blob' AND typeof(version) = 'integer'"
+_TYPED += " AND typeof(expires_at) IN ('integer', 'real', 'null')"
+_OURS = f"{_TYPED} AND (expires_at IS NULL OR expires_at > :now)"
 _SQL = {  # {t}: the quoted table name
     "schema": "CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL,"
     " version INTEGER NOT NULL, expires_at REAL, created REAL NOT NULL)",
     "index": "CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at)",
-    "touch": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_LIVE}",
-    "select": f"SELECT data, version, expires_at FROM {{t}} WHERE key = :key AND {_LIVE}",
+    "touch": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_OURS}",
+    "select": f"SELECT data, version, expires_at, {_TYPED} FROM {{t}} WHERE key = :key",
     "create": "INSERT OR IGNORE INTO {t} VALUES (:key, :data, :ver, :exp, :now)",
     "revive": "UPDATE {t} SET data = :data, version = :ver, expires_at = :exp, created = :now"
-    " WHERE key = :key AND expires_at <= :now",  # create over an expired row gc has not removed
+    f" WHERE key = :key AND NOT ({_OURS})",  # create over an expired or malformed row
     "update": "UPDATE {t} SET data = :data, version = :ver, expires_at = :exp"
-    f" WHERE key = :key AND version = :old AND {_LIVE}",
+    f" WHERE key = :key AND version = :old AND {_OURS}",
     "delete": "DELETE FROM {t} WHERE key = :key",
-    "gc": "DELETE FROM {t} WHERE rowid IN"
-    " (SELECT rowid FROM {t} WHERE expires_at <= :now LIMIT :limit)",
-    "keys": f"SELECT key FROM {{t}} WHERE key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
-    "count": f"SELECT count(*) FROM {{t}} WHERE {_LIVE}",
+    # Expired, or an expiry that is text or a blob (they sort after every number): by the index.
+    "gc": "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t}"
+    " WHERE expires_at <= :now OR expires_at >= '' LIMIT :limit)",
+    "keys": "SELECT key FROM {t} WHERE key > :after AND typeof(key) = 'text'"
+    f" AND {_OURS} ORDER BY key LIMIT :limit",
+    "count": f"SELECT count(*) FROM {{t}} WHERE typeof(key) = 'text' AND {_OURS}",
 }
 
 
@@ -92,17 +100,14 @@ class SQLiteStore:
     :param busy_timeout: seconds a write waits for the lock before failing. Default: 5.
     :param synchronous: ``PRAGMA synchronous``, off, normal, full or extra. With WAL,
         ``normal`` survives an application crash, not a power cut. Default: ``normal``.
-    :param refresh_interval: seconds a stored expiry may be off the wanted one before
-        a load rewrites it (at most half the ttl), so reads are rarely writes. Default: 60.
+    :param refresh_interval: seconds a record may outlive its ttl (at most half the
+        ttl), so a load rewrites the expiry at most that often. Default: 60.
     :param clock: returns the current Unix time; tests pass a fake one.
     """
 
-    OPTIONS: ClassVar[dict[str, Converter]] = {
-        "path": _as_path,
-        "table": str,
-        "busy_timeout": as_float,
-    }
-    OPTIONS |= {"synchronous": _as_synchronous, "refresh_interval": as_seconds}
+    OPTIONS: ClassVar[dict[str, Converter]] = {"path": _as_path, "table": str}
+    OPTIONS |= {"busy_timeout": as_float, "synchronous": _as_synchronous}
+    OPTIONS |= {"refresh_interval": as_seconds}
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
     #: Rows ``delete_expired`` removes per transaction, and keys ``keys`` fetches per query.
     BATCH: ClassVar[int] = 1000
@@ -141,13 +146,7 @@ class SQLiteStore:
         conn: _Connection | None = getattr(self._local, "conn", None)
         if conn is not None and conn.generation == self._generation and conn.pid == os.getpid():
             return conn
-        conn = sqlite3.connect(
-            self.path,
-            self.busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-            factory=_Connection,
-        )
+        conn = sqlite3.connect(self.path, self.busy_timeout, factory=_Connection, **_AUTOCOMMIT)
         conn.pid, conn.generation = os.getpid(), self._generation
         # Closed when this thread ends, or by close(); never in a child process.
         conn.closer = weakref.finalize(threading.current_thread(), _close, conn)
@@ -162,36 +161,38 @@ class SQLiteStore:
             self._conns.add(conn)
         return conn
 
+    def _expiry(self, ttl: int | None, now: float) -> float | None:
+        """Return when a record written now with *ttl* expires: after ttl and the slack."""
+        return None if ttl is None else now + ttl + min(self.refresh_interval, ttl / 2)
+
     def load(self, key: str, ttl: int | None) -> Record | None:
         now = self._clock()
-        params = {"key": key, "now": now, "exp": None if ttl is None else now + ttl}
+        params = {"key": key, "now": now, "exp": self._expiry(ttl, now)}
         with self._guard:
             conn = self._conn()
-            row = conn.execute(self._sql["select"], params).fetchone()
-            if row is None:
+            if (row := conn.execute(self._sql["select"], params).fetchone()) is None:
                 return None
-            data, version, expires = row
-            if not (isinstance(data, bytes) and isinstance(version, int)):
+            data, version, expires, typed = row
+            if not typed:
                 security_log.warning("SQLiteStore: removed malformed row %s of %r", key, self)
                 conn.execute(self._sql["delete"], params)
                 return None
-            if ttl is None:  # write the expiry only when it is off by more than the slack
-                due = expires is not None
-            else:
-                slack = min(self.refresh_interval, ttl / 2)
-                due = expires is None or abs(expires - now - ttl) > slack
-            if due:
-                conn.execute(self._sql["touch"], params)
+            if expires is not None and expires <= now:
+                return None  # gc removes it
+            # Less than ttl left, or more than ttl and the slack (a shorter ttl): rewrite.
+            if expires is None or ttl is None or not now + ttl <= expires <= params["exp"]:
+                if expires != params["exp"]:
+                    conn.execute(self._sql["touch"], params)
             return Record(data, str(version))
 
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         now = self._clock()
-        params = {"key": key, "data": data, "now": now, "exp": None if ttl is None else now + ttl}
+        params = {"key": key, "data": data, "now": now, "exp": self._expiry(ttl, now)}
         # A new record starts at a random version and each update adds one, so a
         # version is never reused, not even by a record created after a delete.
         if expected_version is None:
             params["ver"] = secrets.randbits(62) + 1
-        elif expected_version.isdigit():
+        elif _VERSION.match(expected_version) and int(expected_version) < (1 << 63) - 1:
             params["old"], params["ver"] = int(expected_version), int(expected_version) + 1
         with self._guard:
             conn = self._conn()
@@ -206,7 +207,7 @@ class SQLiteStore:
 
     def touch(self, key: str, ttl: int | None) -> bool:
         now = self._clock()
-        params = {"key": key, "now": now, "exp": None if ttl is None else now + ttl}
+        params = {"key": key, "now": now, "exp": self._expiry(ttl, now)}
         with self._guard:
             return self._conn().execute(self._sql["touch"], params).rowcount == 1
 
@@ -226,11 +227,9 @@ class SQLiteStore:
         """Remove expired rows, ``BATCH`` per transaction so writers are not held up."""
         params, removed = {"now": self._clock(), "limit": self.BATCH}, 0
         with self._guard:
-            while True:
-                count = self._conn().execute(self._sql["gc"], params).rowcount
+            while (count := self._conn().execute(self._sql["gc"], params).rowcount) == self.BATCH:
                 removed += count
-                if count < self.BATCH:
-                    return removed
+            return removed + count
 
     def keys(self) -> Iterator[str]:
         """Yield live keys, fetched in pages so no read transaction stays open."""
@@ -244,5 +243,6 @@ class SQLiteStore:
 
     def count(self) -> int:
         with self._guard:
-            cursor = self._conn().execute(self._sql["count"], {"now": self._clock()})
-            return int(cursor.fetchone()[0])
+            return int(
+                self._conn().execute(self._sql["count"], {"now": self._clock()}).fetchone()[0]
+            )
