@@ -249,14 +249,19 @@ def test_store_down_raises_by_default() -> None:
         down.get("/get/a")
 
 
-def test_store_down_with_fresh_policy_gives_empty_unsaved_session() -> None:
+def test_store_down_with_fresh_policy_serves_reads_and_refuses_changes() -> None:
     app = make_app(SessionFactory(SECRET, store=MemoryStore()))
     app.get("/set/a/1")
     store = DownStore()
     down = make_app(SessionFactory(SECRET, store=store, on_store_error="fresh"))
     down.set_cookie("session", session_cookie(app))
-    res = down.get("/set/b/2")
-    assert res.status_int == 200 and "Set-Cookie" not in res.headers
+    res = down.get("/get/a")
+    assert res.json == {"value": None} and "Set-Cookie" not in res.headers
+    # Any change, a logout included, raises where the view can handle it:
+    # a 200 that dropped the change (or left the session alive) would lie.
+    for path in ("/set/b/2", "/invalidate", "/regenerate", "/bind/u", "/set_timeout/9", "/csrf"):
+        with pytest.raises(StoreUnavailableError):
+            down.get(path)
     assert store.count() == 0
 
 

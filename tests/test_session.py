@@ -85,9 +85,9 @@ def test_set_timeout_validates() -> None:
 def test_bind_user_on_stored_session_regenerates_id() -> None:
     s = Session({"a": 1}, session_id="i" * 43, key="k" * 64, version="1")
     s.bind_user("alice")
-    assert s.userid == "alice" and s._key is None and s._doomed == ["k" * 64]
+    assert s.userid == "alice" and s._key is None and s._moved_from == ("k" * 64, "1")
     s.bind_user("alice")
-    assert s._doomed == ["k" * 64]
+    assert s._moved_from == ("k" * 64, "1")
     with pytest.raises(TypeError):
         s.bind_user(["alice"])
 
@@ -95,4 +95,4 @@ def test_bind_user_on_stored_session_regenerates_id() -> None:
 def test_invalidate_resets_to_a_new_session() -> None:
     s = Session({"a": 1}, session_id="i" * 43, key="k" * 64, version="1", userid="u")
     s.invalidate()
-    assert s == {} and s.new is True and s.userid is None and s._doomed == ["k" * 64]
+    assert s == {} and s.new is True and s.userid is None and s._ended == ["k" * 64]

@@ -15,6 +15,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "MissingDependencyError",
+    "SessionBusyError",
     "SessionStoreError",
     "SessionTooLargeError",
     "StoreError",
@@ -56,6 +57,24 @@ class ConflictError(StoreError):
 
     The factory catches it, reloads and re-applies the request's own changes.
     """
+
+
+class SessionBusyError(ConflictError):
+    """This request's session changes lost every race within ``conflict_timeout``.
+
+    Raised at the end of a request when other requests of the same session
+    kept writing it (or a user's index) for longer than the conflict budget.
+    Nothing already saved is lost: this request's own changes were not
+    saved, and the response says so (a ``503 Service Unavailable`` with
+    ``Retry-After``, unless an exception view for this class makes another).
+    """
+
+    def __init__(self, message: str, store: object = None, *, attempts: int, retry_after: float):
+        super().__init__(message, store)
+        #: How many compare-and-set attempts were made.
+        self.attempts = attempts
+        #: Seconds after which a retry of the request is likely to succeed.
+        self.retry_after = retry_after
 
 
 class SessionTooLargeError(SessionStoreError, ValueError):

@@ -1,22 +1,20 @@
-"""SessionFactory: the request lifecycle between a cookie, a store and a Session.
+"""SessionFactory: the options of a session, and Pyramid's hooks into the lifecycle.
 
 Pyramid calls the factory only when a view touches ``request.session``, so a
-request that never does costs nothing. When it is called:
-
-1. The cookie is verified (HMAC, constant time). A bad one is a new, empty
-   session, with no store call.
-2. The record is loaded in one round trip that also refreshes its expiry.
-3. At the end of the request the session is written only if it changed,
-   with a compare-and-set on the version that was loaded. When another
-   request of the same session won the race, this one reloads, re-applies its
-   own key-level changes and tries again (:mod:`.lifecycle`).
+request that never does costs nothing. The factory checks its options once,
+keeps what it decided in a :class:`~.policy.Policy`, and hands each request
+to :mod:`.lifecycle`: the cookie is verified (a bad one is a new, empty
+session, with no store call), the record loaded in one round trip, and at
+the end of the request the session is written only if it changed
+(:mod:`.writes`: compare-and-set, merge and retry).
 
 The timing model, in one place:
 
 - store expiry (TTL) = the session's idle timeout (its own from
   ``set_timeout``, else ``timeout``), capped by what is left of
   ``max_lifetime``; every load pushes it out again, so idle time is measured
-  by the store, on the server.
+  by the store, on the server. The record, not the cookie, holds the
+  session's own timeout.
 - ``created`` (in the record) enforces ``max_lifetime`` on every load.
 - cookie ``Max-Age`` = ``max_age`` (None: a browser-session cookie). With a
   ``max_age``, the cookie is re-sent when the record was last written at
@@ -27,26 +25,27 @@ The timing model, in one place:
 from __future__ import annotations
 
 import logging
-import time
+import math
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 
+from pyramid.httpexceptions import HTTPNotFound
 from pyramid.interfaces import ISessionFactory
 from zope.interface import implementer
 
 from . import lifecycle
 from .cookie_header import CookieHeader
 from .cookie_header import vary_on_cookie
-from .cookies import DEFAULT
 from .cookies import CookieValue
 from .cookies import Signer
-from .cookies import store_key
+from .exceptions import SessionBusyError
 from .exceptions import StoreUnavailableError
-from .payload import CorruptPayloadError
-from .payload import decode
+from .policy import Policy
 from .serializers import JSONSerializer
 from .serializers import Serializer
+from .serializers import check as json_check
 from .serializers import serializer_by_name
 from .session import Session
 from .stores.base import SealsCookies
@@ -62,8 +61,8 @@ security_log = logging.getLogger("pyramid_sessionstore.security")
 
 SAMESITE_VALUES = ("Strict", "Lax", "None")
 STORE_ERROR_POLICIES = ("raise", "fresh")
-#: How many verified cookie values a factory remembers (about 300 bytes each).
-VERIFIED_CACHE_SIZE = 10_000
+#: Times the factory's response callback lets later-registered callbacks run first.
+MAX_DEFERRALS = 8
 
 
 @implementer(ISessionFactory)
@@ -98,8 +97,11 @@ class SessionFactory:
     :param on_store_error: ``raise`` (a :class:`StoreUnavailableError` when the
         store cannot be reached) or ``fresh`` (an empty session that is never
         saved, for requests that only read). Default: ``raise``.
-    :param conflict_retries: how often a write that lost a race with another
-        request of the same session is merged and retried. Default: 5.
+    :param conflict_timeout: seconds a write that keeps losing races with
+        other requests of the same session (or of the same user's index) may
+        spend merging and retrying, with jittered backoff, before
+        :class:`~pyramid_sessionstore.SessionBusyError` ends it. Writers in
+        one process take turns and never lose to each other. Default: 3.0.
     :param import_from: a cookie store (``CookieStore``) whose cookies are
         imported: a request carrying such a cookie instead of a session id
         gets its data in a new server-side session, so moving from the cookie
@@ -126,7 +128,7 @@ class SessionFactory:
         serializer: Serializer | str | None = None,
         set_on_exception: bool = True,
         on_store_error: str = "raise",
-        conflict_retries: int = 5,
+        conflict_timeout: float = 3.0,
         import_from: SealsCookies | None = None,
     ) -> None:
         if (secret is None) == (secrets is None):
@@ -156,8 +158,14 @@ class SessionFactory:
                 raise ValueError(f"{name} must be whole seconds >= 0 or None, not {value!r}")
         if timeout == 0 or max_lifetime == 0:
             raise ValueError("timeout and max_lifetime must be at least 1 second (or None)")
-        if type(conflict_retries) is not int or conflict_retries < 0:
-            raise ValueError(f"conflict_retries must be >= 0, not {conflict_retries!r}")
+        if (
+            isinstance(conflict_timeout, bool)
+            or not isinstance(conflict_timeout, (int, float))
+            or not 0 < conflict_timeout <= 300
+        ):
+            raise ValueError(
+                f"conflict_timeout must be seconds > 0 and <= 300, not {conflict_timeout!r}"
+            )
         if store is None:
             from .stores.memory import MemoryStore
 
@@ -202,16 +210,12 @@ class SessionFactory:
             httponly=httponly,
             samesite=self.samesite,
         )
-        # Verified cookie values: verification is a pure function of the value
-        # (and the fixed secrets), so a browser's next request skips the HMAC
-        # and the key hash. Only valid values get in; bounded by clearing.
-        self._verified: dict[str, tuple[CookieValue, str]] = {}
         self.timeout = timeout
         self.max_lifetime = max_lifetime
         self.reissue_time = reissue_time
         self.set_on_exception = set_on_exception
         self.on_store_error = on_store_error
-        self.conflict_retries = conflict_retries
+        self.conflict_timeout = float(conflict_timeout)
         #: The cookie store, when the cookie carries the session itself. Kept
         #: typed here: a runtime Protocol check per request costs microseconds.
         self.sealer: SealsCookies | None = store if isinstance(store, SealsCookies) else None
@@ -219,166 +223,77 @@ class SessionFactory:
         self.client_side = self.sealer is not None
         #: Cookie store whose cookies are imported into this factory's store.
         self.import_from = import_from
+        check = getattr(serializer, "check", None)
+        #: What this factory decided, as the lifecycle reads it.
+        self.policy = Policy(
+            store=store,
+            serializer=serializer,
+            check=check if callable(check) else _check_for(serializer),
+            signer=self.signer,
+            cookie=self.cookie,
+            timeout=timeout,
+            max_lifetime=max_lifetime,
+            max_age=max_age,
+            reissue_time=reissue_time,
+            set_on_exception=set_on_exception,
+            on_store_error=on_store_error,
+            conflict_timeout=self.conflict_timeout,
+            sealer=self.sealer,
+            import_from=import_from,
+        )
 
     def __repr__(self) -> str:
         return f"SessionFactory(store={self.store!r}, cookie_name={self.cookie_name!r})"
 
-    # -- the request lifecycle --------------------------------------------------
+    # -- Pyramid's hooks -------------------------------------------------------
 
     def __call__(self, request: Request) -> Session:
         """Return the session of *request*; Pyramid calls this on first access."""
-        value = self.cookie.read(request.environ)
-        if self.client_side:
-            session = self._load_sealed(value)
-        else:
-            session = self._load(value, request)
+        session = lifecycle.begin(self.policy, request)
         request.add_response_callback(self._on_response)
         request.__dict__["_sessionstore_session"] = session
-        return session
-
-    def _load(self, value: str | None, request: Request) -> Session:
-        if not value:
-            return Session()
-        if (known := self._verify(value)) is None:
-            if self.import_from is not None:
-                imported = self._unseal(self.import_from, value)
-                if imported is not None:
-                    imported.changed()  # saved under a new id; the response replaces the cookie
-                    return imported
-            security_log.warning(
-                "rejected a session cookie that is not validly signed (from %s)",
-                request.remote_addr,
-            )
-            return Session()
-        verified, key = known
-        own_timeout: int | None = None
-        ttl = self.timeout
-        if verified.timeout is not DEFAULT:
-            own_timeout = ttl = verified.timeout  # type: ignore[assignment]
-        try:
-            record = self.store.load(key, self.cap_ttl(ttl, None))
-        except StoreUnavailableError:
-            if self.on_store_error == "raise":
-                raise
-            log.exception("session store unavailable; using an empty session (on_store_error)")
-            session = Session()
-            session._degraded = True
-            return session
-        if record is None:
-            security_log.info("session cookie names an unknown or expired session")
-            return Session()
-        try:
-            header, data_bytes = decode(record.data)
-            data = self.serializer.loads(data_bytes)
-            if type(data) is not dict:
-                raise CorruptPayloadError("session data is not a dict")
-        except Exception as err:  # noqa: BLE001 - any serializer's failure on stored bytes
-            security_log.warning("corrupt session record %s… deleted: %s", key[:12], err)
-            self.store.delete(key)
-            return Session()
-        if self.max_lifetime is not None and time.time() >= header.created + self.max_lifetime:
-            log.info("session %s… reached max_lifetime; ended", key[:12])
-            self.store.delete(key)
-            return Session()
-        session = Session(
-            data,
-            created=header.created,
-            session_id=verified.session_id,
-            key=key,
-            version=record.version,
-            loaded_bytes=data_bytes,
-            userid=header.userid,
-            timeout=header.timeout,
-            written=header.written,
-        )
-        # Re-send the cookie when it was signed with an older secret, or its
-        # copy of the timeout lags the record's (the record is trusted).
-        session._cookie_stale = header.timeout != own_timeout or not verified.current
-        return session
-
-    def _verify(self, value: str) -> tuple[CookieValue, str] | None:
-        """Return the verified cookie *value* and its store key, or None."""
-        if (known := self._verified.get(value)) is not None:
-            return known
-        if (verified := self.signer.verify(value)) is None:
-            return None
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.clear()
-        known = self._verified[value] = (verified, store_key(verified.session_id))
-        return known
-
-    def _load_sealed(self, value: str | None) -> Session:
-        if not value:
-            return Session()
-        assert self.sealer is not None
-        session = self._unseal(self.sealer, value)
-        if session is None:
-            return Session()
-        session._id, session._key = "cookie", ""  # "" lets invalidate() expire the cookie
-        return session
-
-    def _unseal(self, sealer: SealsCookies, value: str) -> Session | None:
-        """Return the session inside a sealed cookie, or None (logged) when there is none."""
-        unsealed = sealer.unseal(value)
-        if unsealed is None:
-            security_log.warning("rejected a session cookie that does not decrypt")
-            return None
-        payload, current = unsealed
-        try:
-            header, data_bytes = decode(payload)
-            data = self.serializer.loads(data_bytes)
-            if type(data) is not dict:
-                raise CorruptPayloadError("session data is not a dict")
-        except Exception as err:  # noqa: BLE001 - authentic but unreadable (serializer change)
-            security_log.warning("unreadable session cookie ignored: %s", err)
-            return None
-        now = time.time()
-        idle = header.timeout if header.timeout is not None else self.timeout
-        if (idle is not None and now >= header.written + idle) or (
-            self.max_lifetime is not None and now >= header.created + self.max_lifetime
-        ):
-            security_log.info("expired session cookie ignored")
-            return None
-        session = Session(
-            data,
-            created=header.created,
-            loaded_bytes=data_bytes,
-            userid=header.userid,
-            timeout=header.timeout,
-            written=header.written,
-        )
-        session.new = False
-        session._cookie_stale = not current
+        request.__dict__["_sessionstore_deferrals"] = 0
         return session
 
     def _on_response(self, request: Request, response: Any) -> None:
         if request.exception is not None and not self.set_on_exception:
             return
+        pending = request.response_callbacks
+        deferrals: int = request.__dict__["_sessionstore_deferrals"]
+        if pending and deferrals < MAX_DEFERRALS:
+            # A callback registered after the session was read may still
+            # change it (a "remember the last page" helper): save after it.
+            request.__dict__["_sessionstore_deferrals"] = deferrals + 1
+            request.add_response_callback(self._on_response)
+            return
         session: Session = request.__dict__["_sessionstore_session"]
         vary_on_cookie(response.headerlist)
-        if session._degraded:
-            if session._dirty:
-                log.error("session store unavailable: this request's session changes are lost")
-            return
-        if self.client_side:
-            lifecycle.finish_sealed(self, session, response)
-        else:
-            lifecycle.finish(self, session, request, response)
+        if lifecycle.rejected_by_csrf(request):
+            return  # the check minted a token in a session nobody should keep
+        try:
+            if self.client_side:
+                lifecycle.finish_sealed(self.policy, session, response)
+            else:
+                lifecycle.finish(self.policy, session, request, response)
+        except (SessionBusyError, StoreUnavailableError) as err:
+            _answer_save_failure(request, response, err)
 
-    # -- helpers the lifecycle uses --------------------------------------------
+    # -- helpers kept for callers of 0.1 ----------------------------------------
+
+    def _verify(self, value: str) -> tuple[CookieValue, str] | None:
+        return self.policy.verify(value)
+
+    @property
+    def _verified(self) -> dict[str, tuple[CookieValue, str]]:
+        return self.policy._verified
 
     def ttl_of(self, session: Session) -> int | None:
         """Return the store expiry for *session*: its idle timeout, capped by lifetime."""
-        idle = session._timeout if session._timeout is not None else self.timeout
-        return self.cap_ttl(idle, session.created)
+        return self.policy.ttl_of(session)
 
-    def cap_ttl(self, idle: int | None, created: int | None) -> int | None:
+    def cap_ttl(self, idle: int | None, created: float | None) -> int | None:
         """Cap *idle* by what is left of ``max_lifetime`` for a session *created* then."""
-        if self.max_lifetime is None:
-            return idle
-        left = self.max_lifetime if created is None else created + self.max_lifetime - time.time()
-        left_int = max(1, int(left) + 1)
-        return left_int if idle is None else min(idle, left_int)
+        return self.policy.cap_ttl(idle, created)
 
     def set_cookie(self, response: Any, value: str) -> None:
         """Set the session cookie to *value* on *response*."""
@@ -390,7 +305,45 @@ class SessionFactory:
 
     def cookie_value(self, session: Session) -> str:
         """Return the signed cookie value of a stored *session*."""
-        assert session._id is not None
-        if session._timeout is None:
-            return self.signer.sign(session._id)
-        return self.signer.sign(session._id, session._timeout)
+        return self.policy.cookie_value(session)
+
+
+def _check_for(serializer: Serializer) -> Any:
+    """Return the assignment-time value check for a serializer without its own."""
+    if isinstance(serializer, JSONSerializer) or type(serializer).__name__ == "MsgpackSerializer":
+        return json_check
+    return _no_check
+
+
+def _no_check(value: Any, key: str) -> None:
+    """Accept any value: the serializer reports what it cannot store at save."""
+
+
+def _answer_save_failure(request: Request, response: Any, err: Exception) -> None:
+    """Make *response* say that the session could not be saved (*err*).
+
+    The view's response already went through Pyramid's exception views, so a
+    failure here would otherwise reach the WSGI server as a bare 500. An
+    exception view the application registered for the error's class makes
+    the response; without one it becomes ``503 Service Unavailable`` with
+    ``Retry-After`` (RFC 9110 §15.6.4, §10.2.3).
+    """
+    log.error("session not saved: %s", err)
+    try:
+        answer = request.invoke_exception_view(sys.exc_info())
+    except HTTPNotFound:
+        answer = None  # no exception view for this error
+    except Exception:  # noqa: BLE001 - the error view itself failed; fall back
+        log.exception("the exception view for %s failed", type(err).__name__)
+        answer = None
+    retry = getattr(err, "retry_after", 5.0)
+    if answer is None:
+        response.status = "503 Service Unavailable"
+        response.content_type = "text/plain"
+        response.text = "The session could not be saved; please try again.\n"
+        response.headers["Retry-After"] = str(math.ceil(retry))
+        return
+    if answer is not response:
+        response.status = answer.status
+        response.headerlist[:] = answer.headerlist
+        response.app_iter = answer.app_iter

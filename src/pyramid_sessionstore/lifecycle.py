@@ -1,16 +1,24 @@
-"""The end of a request: decide what to write, write it, set the cookie.
+"""One request's session, from the cookie to the store and back.
 
-Nothing is written for a session that did not change. Changes are found by
-comparing with what was loaded: keys set or deleted, and, when a mutable
-value was handed out, the serialized data against the loaded bytes (so a
-nested list changed in place is saved without ``changed()``).
+:func:`begin` turns the request's cookie into a :class:`~.session.Session`
+(one store round trip, none for a missing or bad cookie). :func:`finish`
+runs when the response goes out and decides what to write:
 
-Writes are compare-and-set on the loaded version. When another request of the
-same session won the race, this one reloads the record, applies its own
-key-level changes (sets and deletes against what it had loaded) on top, and
-tries again: two requests touching different keys both survive, the last
-writer wins only on the same key. A record that vanished meanwhile (another
-request invalidated the session or gave it a new id) is not brought back.
+- nothing, for a session that did not change (changes are found by
+  comparing with what was loaded: keys set or deleted and, when a mutable
+  value was handed out, the serialized data against the loaded bytes, so a
+  nested list changed in place is saved without ``changed()``);
+- a delete and an expired cookie, for a session that was invalidated or
+  emptied;
+- a compare-and-set, with merge and retry (:mod:`.writes`), otherwise.
+
+A request that Pyramid's CSRF check rejected stores nothing and sets no
+cookie: the check mints a token in a new session, which must not outlive
+the rejected request.
+
+This module uses the store, the cookie codec, the payload and the user
+index, through the factory's :class:`~.policy.Policy`; it never imports the
+factory.
 """
 
 from __future__ import annotations
@@ -20,167 +28,257 @@ import time
 from typing import TYPE_CHECKING
 from typing import Any
 
+from pyramid.exceptions import BadCSRFOrigin
+from pyramid.exceptions import BadCSRFToken
+
 from . import users
-from .cookies import new_session_id
-from .cookies import store_key
-from .exceptions import ConflictError
-from .payload import Header
+from . import writes
+from .cookies import DEFAULT
+from .exceptions import StoreUnavailableError
+from .payload import CorruptPayloadError
 from .payload import decode
 from .payload import encode
+from .payload import is_tombstone
+from .session import Session
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
-    from .factory import SessionFactory
-    from .session import Session
+    from .policy import Policy
+    from .stores.base import SealsCookies
 
-__all__ = ["finish", "finish_sealed"]
+__all__ = ["begin", "finish", "finish_sealed"]
 
 log = logging.getLogger(__name__)
+security_log = logging.getLogger("pyramid_sessionstore.security")
 
 
-def _changed_bytes(factory: SessionFactory, session: Session) -> bytes | None:
+# -- begin ---------------------------------------------------------------------
+
+
+def begin(policy: Policy, request: Request) -> Session:
+    """Return the session the cookies of *request* name (a new one when none does).
+
+    Every value under the cookie's name is tried in order (a browser sends
+    several after a path or domain change, RFC 6265 §5.4); the first that
+    verifies and names a live session wins.
+
+    :raises StoreUnavailableError: when the store cannot be reached and
+        ``on_store_error`` is ``raise``.
+    """
+    read_all = getattr(policy.cookie, "read_all", None)  # TEMP until cookie_header lands
+    if read_all is None:
+        one = policy.cookie.read(request.environ)
+        values = [one] if one else []
+    else:
+        values = read_all(request.environ)
+    for value in values:
+        if policy.sealer is not None:
+            session = _unseal(policy, policy.sealer, value)
+            if session is not None:
+                session._id, session._key = "cookie", ""  # "" lets invalidate() expire it
+                return session
+            continue
+        session = _load(policy, value, request)
+        if session is not None:
+            return session
+    return Session(check=policy.check)
+
+
+def _load(policy: Policy, value: str, request: Request) -> Session | None:
+    """Return the stored session the cookie *value* names, or None."""
+    if (known := policy.verify(value)) is None:
+        if policy.import_from is not None:
+            imported = _unseal(policy, policy.import_from, value)
+            if imported is not None:
+                imported.changed()  # saved under a new id; the response replaces the cookie
+                return imported
+        security_log.warning(
+            "rejected a session cookie that is not validly signed (from %s)", request.remote_addr
+        )
+        return None
+    verified, key = known
+    own_timeout: int | None = None
+    if verified.timeout is not DEFAULT:
+        own_timeout = verified.timeout  # type: ignore[assignment]
+    loaded_ttl = policy.cap_ttl(policy.idle_timeout(own_timeout), None)
+    try:
+        record = policy.store.load(key, loaded_ttl)
+    except StoreUnavailableError:
+        if policy.on_store_error == "raise":
+            raise
+        log.exception("session store unavailable; using an empty session (on_store_error)")
+        session = Session(check=policy.check)
+        session._degraded = True
+        return session
+    if record is None or is_tombstone(record.data):
+        security_log.info("session cookie names an unknown or expired session")
+        return None
+    try:
+        header, data_bytes = decode(record.data)
+        data = policy.serializer.loads(data_bytes)
+        if type(data) is not dict:
+            raise CorruptPayloadError("session data is not a dict")
+    except Exception as err:  # noqa: BLE001 - any serializer's failure on stored bytes
+        security_log.warning("corrupt session record %s… deleted: %s", key[:12], err)
+        policy.store.delete(key)
+        return None
+    now = time.time()
+    if policy.max_lifetime is not None and now >= header.created + policy.max_lifetime:
+        log.info("session %s… reached max_lifetime; ended", key[:12])
+        policy.store.delete(key)
+        return None
+    # The record, not the cookie, says how long the session lives: a replayed
+    # older cookie must not stretch it, and the lifetime cap counts what is left.
+    ttl = policy.cap_ttl(policy.idle_timeout(header.timeout), header.created)
+    if ttl != loaded_ttl and not policy.store.touch(key, ttl):
+        return None
+    session = Session(
+        data,
+        created=header.created,
+        session_id=verified.session_id,
+        key=key,
+        version=record.version,
+        loaded_bytes=data_bytes,
+        userid=header.userid,
+        timeout=header.timeout,
+        written=header.written,
+        check=policy.check,
+    )
+    session._loaded_record = record.data
+    # Re-send the cookie when it was signed with an older secret, or its copy
+    # of the timeout lags the record's.
+    session._cookie_stale = header.timeout != own_timeout or not verified.current
+    return session
+
+
+def _unseal(policy: Policy, sealer: SealsCookies, value: str) -> Session | None:
+    """Return the session inside a sealed cookie, or None (logged) when there is none."""
+    unsealed = sealer.unseal(value)
+    if unsealed is None:
+        security_log.warning("rejected a session cookie that does not decrypt")
+        return None
+    payload, current = unsealed
+    try:
+        header, data_bytes = decode(payload)
+        data = policy.serializer.loads(data_bytes)
+        if type(data) is not dict:
+            raise CorruptPayloadError("session data is not a dict")
+    except Exception as err:  # noqa: BLE001 - authentic but unreadable (serializer change)
+        security_log.warning("unreadable session cookie ignored: %s", err)
+        return None
+    now = time.time()
+    idle = policy.idle_timeout(header.timeout)
+    if (idle is not None and now >= header.written + idle) or (
+        policy.max_lifetime is not None and now >= header.created + policy.max_lifetime
+    ):
+        security_log.info("expired session cookie ignored")
+        return None
+    session = Session(
+        data,
+        created=header.created,
+        loaded_bytes=data_bytes,
+        userid=header.userid,
+        timeout=header.timeout,
+        written=header.written,
+        check=policy.check,
+    )
+    session.new = False
+    session._cookie_stale = not current
+    return session
+
+
+# -- finish --------------------------------------------------------------------
+
+
+def rejected_by_csrf(request: Request) -> bool:
+    """Return True when Pyramid's CSRF check rejected *request*."""
+    return isinstance(request.exception, (BadCSRFToken, BadCSRFOrigin))
+
+
+def _changed_bytes(policy: Policy, session: Session) -> bytes | None:
     """Return the serialized data if the session changed, else None."""
     header_changed = session._user_changed or session._timeout_changed
     if not (session._dirty or session._exposed or header_changed):
         return None
-    data_bytes = factory.serializer.dumps(session._data)
-    if data_bytes == session._loaded_bytes and not header_changed:
+    data_bytes = policy.serializer.dumps(session._data)
+    if data_bytes == session._loaded_bytes and not (header_changed or session._forced):
         return None  # set back to what it was, or read without change
     return data_bytes
 
 
-def _reissue_due(factory: SessionFactory, session: Session, now: float) -> bool:
+def _reissue_due(policy: Policy, session: Session, now: float) -> bool:
     return (
-        factory.reissue_time is not None
-        and factory.max_age is not None
-        and now - session._written >= factory.reissue_time
+        policy.reissue_time is not None
+        and policy.max_age is not None
+        and now - session._written >= policy.reissue_time
     )
 
 
-def finish(factory: SessionFactory, session: Session, request: Request, response: Any) -> None:
-    """Persist *session* to the store at the end of *request*; set its cookie on *response*."""
-    store = factory.store
+def finish(policy: Policy, session: Session, request: Request, response: Any) -> None:
+    """Persist *session* at the end of *request*; set or expire its cookie on *response*.
+
+    :raises StoreUnavailableError: when the store cannot be reached to save a change.
+    :raises SessionBusyError: when other requests kept winning the write for
+        ``conflict_timeout`` seconds.
+    """
+    if session._degraded:
+        if session._data:  # cannot happen through the Session API; be sure anyway
+            raise StoreUnavailableError("the session store was unreachable; changes not saved")
+        return
+    store = policy.store
     if not session._data:
-        had_record = session._key is not None or bool(session._doomed)
-        for key in (session._key, *session._doomed):
+        ended = [*session._ended, session._key]
+        if session._moved_from is not None:
+            ended.append(session._moved_from[0])
+        for key in ended:
             if key is not None:
                 store.delete(key)
-        if had_record:
-            factory.expire_cookie(response)
+        if any(key is not None for key in ended):
+            policy.cookie.expire(response)
         return
     now = time.time()
-    new_id = session._key is None
-    data_bytes = (
-        factory.serializer.dumps(session._data) if new_id else _changed_bytes(factory, session)
-    )
-    if data_bytes is None:
-        if session._cookie_stale or _reissue_due(factory, session, now):
-            factory.set_cookie(response, factory.cookie_value(session))
+    if session._key is None:
+        data_bytes = policy.serializer.dumps(session._data)
+        if session._moved_from is not None:
+            if not writes.move(policy, session, data_bytes, now):
+                return  # ended in another request meanwhile: leave it ended
+        else:
+            writes.create(policy, session, data_bytes, now)
+            if session._userid is not None:
+                users.remember(policy, session._userid, session._key)  # type: ignore[arg-type]
+        for key in session._ended:
+            store.delete(key)
+        policy.cookie.set(response, policy.cookie_value(session))
         return
-    if new_id:
-        _create(factory, session, data_bytes, now)
-    elif not _update(factory, session, data_bytes, now):
+    changed = _changed_bytes(policy, session)
+    if changed is None:
+        if session._cookie_stale or _reissue_due(policy, session, now):
+            policy.cookie.set(response, policy.cookie_value(session))
+        return
+    if not writes.update(policy, session, changed, now):
         return  # the session ended in another request meanwhile: leave it ended
-    for key in session._doomed:
-        store.delete(key)
-    if session._userid is not None and (new_id or session._user_changed):
-        assert session._key is not None
-        users.remember(factory, session._userid, session._key)
-    if new_id or session._timeout_changed or session._cookie_stale or factory.max_age is not None:
-        factory.set_cookie(response, factory.cookie_value(session))
+    if session._timeout_changed or session._cookie_stale or policy.max_age is not None:
+        policy.cookie.set(response, policy.cookie_value(session))
 
 
-def _header(session: Session, now: float) -> Header:
-    return Header(session.created, now, session._userid, session._timeout)
-
-
-def _create(factory: SessionFactory, session: Session, data_bytes: bytes, now: float) -> None:
-    payload = encode(_header(session, now), data_bytes)
-    ttl = factory.ttl_of(session)
-    for _ in range(3):  # a collision of 256-bit ids does not happen; be safe anyway
-        session_id = new_session_id()
-        key = store_key(session_id)
-        try:
-            session._version = factory.store.save(key, payload, ttl, None)
-        except ConflictError:
-            continue
-        session._id, session._key = session_id, key
-        session._loaded_bytes, session._written = data_bytes, now
-        return
-    raise ConflictError("could not create a session under a fresh id", factory.store)
-
-
-def _update(factory: SessionFactory, session: Session, data_bytes: bytes, now: float) -> bool:
-    """Compare-and-set *session*; merge and retry on conflict. False if it vanished."""
-    store = factory.store
-    key = session._key
-    assert key is not None
-    ttl = factory.ttl_of(session)
-    version = session._version
-    payload = encode(_header(session, now), data_bytes)
-    sets: dict[str, Any] | None = None
-    deletes: list[str] = []
-    for attempt in range(factory.conflict_retries + 1):
-        try:
-            session._version = store.save(key, payload, ttl, version)
-            session._loaded_bytes, session._written = data_bytes, now
-            return True
-        except ConflictError:
-            if attempt == factory.conflict_retries:
-                raise
-        record = store.load(key, ttl)
-        if record is None:
-            log.info("session %s… ended by another request; its changes here are dropped", key[:12])
-            return False
-        if sets is None:
-            sets, deletes = _own_changes(factory, session)
-        header, their_bytes = decode(record.data)
-        merged = factory.serializer.loads(their_bytes)
-        merged.update(sets)
-        for name in deletes:
-            merged.pop(name, None)
-        if not session._user_changed:
-            session._userid = header.userid
-        if not session._timeout_changed:
-            session._timeout = header.timeout
-        session._data = merged
-        version = record.version
-        data_bytes = factory.serializer.dumps(merged)
-        payload = encode(_header(session, now), data_bytes)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _own_changes(factory: SessionFactory, session: Session) -> tuple[dict[str, Any], list[str]]:
-    """Return the keys this request set (with values) and deleted, against what it loaded."""
-    loaded = (
-        {} if session._loaded_bytes is None else factory.serializer.loads(session._loaded_bytes)
-    )
-    current = session._data
-    sets = {k: v for k, v in current.items() if k not in loaded or loaded[k] != v}
-    deletes = [k for k in loaded if k not in current]
-    return sets, deletes
-
-
-def finish_sealed(factory: SessionFactory, session: Session, response: Any) -> None:
+def finish_sealed(policy: Policy, session: Session, response: Any) -> None:
     """Write *session* into the cookie itself (the cookie store)."""
-    sealer = factory.sealer
+    sealer = policy.sealer
     assert sealer is not None
     if not session._data:
-        if session._id is not None or session._doomed:
-            factory.expire_cookie(response)
+        if session._id is not None or session._ended or session._moved_from:
+            policy.cookie.expire(response)
         return
     now = time.time()
-    loaded = session._id is not None
+    loaded = session._id is not None or session._moved_from is not None
     data_bytes = (
-        _changed_bytes(factory, session) if loaded else factory.serializer.dumps(session._data)
+        _changed_bytes(policy, session) if loaded else policy.serializer.dumps(session._data)
     )
     if data_bytes is None:
-        refresh = (
-            factory.reissue_time is not None and now - session._written >= factory.reissue_time
-        )
+        refresh = policy.reissue_time is not None and now - session._written >= policy.reissue_time
         if not (refresh or session._cookie_stale):
             return  # re-seal a cookie of an older key or format at once
         data_bytes = session._loaded_bytes
         assert data_bytes is not None
-    factory.set_cookie(response, sealer.seal(encode(_header(session, now), data_bytes)))
+    policy.cookie.set(response, sealer.seal(encode(writes.header_of(session, now), data_bytes)))

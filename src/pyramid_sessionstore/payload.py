@@ -21,11 +21,15 @@ import struct
 from typing import Any
 from typing import NamedTuple
 
-__all__ = ["CorruptPayloadError", "Header", "decode", "encode"]
+__all__ = ["TOMBSTONE", "CorruptPayloadError", "Header", "decode", "encode", "is_tombstone"]
 
 MAGIC = b"PSS\x01"
 _FIXED = struct.Struct("<4sqdiH")
 _NO_TIMEOUT = -1
+#: What a session's old key holds for a moment while it moves to a new id
+#: (``regenerate_id``): it reads as "no session", and it keeps a compare-and-set
+#: on the old key meaningful until the move is finished.
+TOMBSTONE = b"PSS\x00moved"
 
 
 class CorruptPayloadError(ValueError):
@@ -61,6 +65,11 @@ def encode(header: Header, data: bytes) -> bytes:
     timeout = _NO_TIMEOUT if header.timeout is None else header.timeout
     fixed = _FIXED.pack(MAGIC, header.created, header.written, timeout, len(userid))
     return b"".join((fixed, userid, data))
+
+
+def is_tombstone(payload: bytes) -> bool:
+    """Return True if *payload* marks a session that moved to a new id."""
+    return payload == TOMBSTONE
 
 
 def decode(payload: bytes) -> tuple[Header, bytes]:

@@ -19,10 +19,12 @@ from typing import Any
 from pyramid.interfaces import ISession
 from zope.interface import implementer
 
+from .exceptions import StoreUnavailableError
 from .serializers import SCALARS
-from .serializers import check
+from .serializers import check as json_check
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from collections.abc import Iterable
 
 __all__ = ["Session"]
@@ -43,12 +45,16 @@ class Session:
     __slots__ = (
         "_data",
         "_dirty",
+        "_forced",
         "_exposed",
         "_id",
         "_key",
         "_version",
         "_loaded_bytes",
-        "_doomed",
+        "_loaded_record",
+        "_ended",
+        "_moved_from",
+        "_check",
         "_userid",
         "_user_changed",
         "_timeout",
@@ -73,6 +79,7 @@ class Session:
         userid: Any = None,
         timeout: int | None = None,
         written: float = 0.0,
+        check: Callable[[Any, str], None] = json_check,
     ) -> None:
         self._data: dict[str, Any] = {} if data is None else data
         #: Unix time (whole seconds) the session was created.
@@ -83,16 +90,26 @@ class Session:
         self._key = key
         self._version = version
         self._loaded_bytes = loaded_bytes
+        # The record as loaded (header and data), to put back if a move fails.
+        self._loaded_record: bytes | None = None
         self._dirty = False
+        # Set by changed(): every key counts as set by this request.
+        self._forced = False
         self._exposed = False
-        self._doomed: list[str] = []
+        # Keys of records this request ended (invalidate): deleted at the end.
+        self._ended: list[str] = []
+        # (key, version) of the record this session is moving away from
+        # (regenerate_id): moved at the end only if still at that version.
+        self._moved_from: tuple[str, str | None] | None = None
+        # The serializer's value check, run at assignment.
+        self._check = check
         self._userid = userid
         self._user_changed = False
         self._timeout = timeout
         self._timeout_changed = False
         self._written = written
-        # Set when the store was down and the factory chose an empty session:
-        # such a session is never saved.
+        # Set when the store was down and the factory chose an empty session
+        # (on_store_error = fresh): it can be read, and any change raises.
         self._degraded = False
         # Set by the factory when the cookie must be re-sent although nothing
         # changed (signed with an older secret, say).
@@ -146,14 +163,24 @@ class Session:
 
     # -- writing ---------------------------------------------------------------
 
+    def _writable(self) -> None:
+        if self._degraded:
+            raise StoreUnavailableError(
+                "the session store could not be reached when this request loaded the session"
+                " (session.on_store_error = fresh): it can be read but not changed"
+            )
+
     def __setitem__(self, key: str, value: Any) -> None:
         if type(key) is not str:
             raise TypeError(f"session keys must be str, not {type(key).__name__}: {key!r}")
-        check(value, key)
+        if self._degraded:
+            self._writable()
+        self._check(value, key)
         self._data[key] = value
         self._dirty = True
 
     def __delitem__(self, key: str) -> None:
+        self._writable()
         del self._data[key]
         self._dirty = True
 
@@ -164,6 +191,7 @@ class Session:
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         if key in self._data:
+            self._writable()
             self._dirty = True
             return self._hand_out(self._data.pop(key))
         if default is _MISSING:
@@ -171,6 +199,7 @@ class Session:
         return default
 
     def popitem(self) -> tuple[str, Any]:
+        self._writable()
         key, value = self._data.popitem()
         self._dirty = True
         return key, self._hand_out(value)
@@ -185,15 +214,19 @@ class Session:
 
     def clear(self) -> None:
         if self._data:
+            self._writable()
             self._data.clear()
             self._dirty = True
 
     def changed(self) -> None:
-        """Mark the session as changed, so it is saved even if nothing seems different."""
-        self._dirty = True
-        # Forget what was loaded: the comparison then always finds a change,
-        # and a merge after a lost race re-applies every key of this request.
-        self._loaded_bytes = None
+        """Mark the session as changed, so it is saved even if nothing seems different.
+
+        After a lost race with another request, every key this request holds
+        is written over the other request's (and every key it deleted stays
+        deleted), as if each had been set again.
+        """
+        self._writable()
+        self._dirty = self._forced = True
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -204,15 +237,19 @@ class Session:
         request starts a new session under a new id (a flash message after
         logging out, say).
         """
+        self._writable()
         if self._key is not None:
-            self._doomed.append(self._key)
+            self._ended.append(self._key)
+        if self._moved_from is not None:
+            self._ended.append(self._moved_from[0])
+            self._moved_from = None
         self._data = {}
         self._id = self._key = self._version = self._loaded_bytes = None
         self.created = int(time.time())
         self.new = True
         self._userid = None
         self._timeout = None
-        self._dirty = self._exposed = False
+        self._dirty = self._exposed = self._forced = False
         self._user_changed = self._timeout_changed = False
 
     def regenerate_id(self) -> None:
@@ -220,9 +257,15 @@ class Session:
 
         Call it on login, so an id an attacker planted before login is worth
         nothing after it (session fixation).
+
+        The move happens at the end of the request, and only if the old
+        record is still what this request loaded, unchanged by a logout
+        elsewhere meanwhile: a session ended by another request (``invalidate``,
+        ``invalidate_user_sessions``) is never brought back under a new id.
         """
+        self._writable()
         if self._key is not None:
-            self._doomed.append(self._key)
+            self._moved_from = (self._key, self._version)
         self._id = self._key = self._version = None
         self._dirty = True
 
@@ -236,6 +279,7 @@ class Session:
             raise TypeError(f"userid must be a str or int, not {type(userid).__name__}")
         if userid == self._userid:
             return
+        self._writable()
         if self._id is not None:
             self.regenerate_id()
         self._userid = userid
@@ -251,6 +295,7 @@ class Session:
         if seconds is not None and (type(seconds) is not int or seconds < 1):
             raise ValueError(f"timeout must be a whole number of seconds >= 1, got {seconds!r}")
         if seconds != self._timeout:
+            self._writable()
             self._timeout = seconds
             self._timeout_changed = True
 
@@ -268,7 +313,8 @@ class Session:
             self[FLASH_PREFIX + queue] = [msg]
             return
         if allow_duplicate or msg not in storage:
-            check(msg, FLASH_PREFIX + queue)
+            self._writable()
+            self._check(msg, FLASH_PREFIX + queue)
             storage.append(msg)
             self._dirty = True
 

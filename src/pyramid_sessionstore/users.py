@@ -3,7 +3,15 @@
 Built once, on the store protocol, so it works on every server store. Each
 user has one index record (key: a 40-hex-digit hash of the user id, so it is
 never mistaken for a 64-digit session key) holding the keys of the sessions
-bound to that user, updated with compare-and-set when a session is bound.
+bound to that user, updated with compare-and-set.
+
+Both updates (binding a session, ending a user's sessions) retry lost
+compare-and-sets with backoff inside ``conflict_timeout``, taking turns
+with writers of the same index in this process; when the budget runs out
+they raise :class:`~pyramid_sessionstore.exceptions.SessionBusyError`,
+never giving up silently. Ending sessions deletes every listed record
+*before* the index is rewritten, so a session bound meanwhile makes the
+rewrite fail, and the next round ends it too.
 
 The index never expires by itself (a session refreshed on every load can
 outlive any fixed expiry). It is bounded instead: past ``MAX_SESSIONS`` keys
@@ -21,19 +29,22 @@ from typing import Any
 
 from pyramid.interfaces import ISessionFactory
 
+from .contention import KEY_LOCKS
+from .contention import Budget
 from .exceptions import ConfigurationError
 from .exceptions import ConflictError
+from .exceptions import SessionBusyError
+from .policy import Policy
 
 if TYPE_CHECKING:
     from pyramid.request import Request
-
-    from .factory import SessionFactory
 
 __all__ = [
     "MAX_SESSIONS",
     "end_user_sessions",
     "index_key",
     "invalidate_user_sessions",
+    "policy_of",
     "remember",
 ]
 
@@ -41,7 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Sessions remembered per user; the oldest beyond this are forgotten.
 MAX_SESSIONS = 1000
-_RETRIES = 10
 
 
 def index_key(userid: Any) -> str:
@@ -50,8 +60,19 @@ def index_key(userid: Any) -> str:
     return hashlib.blake2b(raw, digest_size=20).hexdigest()
 
 
-def _read(factory: SessionFactory, key: str) -> tuple[dict[str, float], str | None]:
-    record = factory.store.load(key, factory.max_lifetime)
+def policy_of(owner: Any) -> Policy:
+    """Return the :class:`~.policy.Policy` of a session factory (or *owner* itself)."""
+    policy = owner if isinstance(owner, Policy) else getattr(owner, "policy", None)
+    if not isinstance(policy, Policy):
+        raise ConfigurationError(
+            "this needs pyramid_sessionstore's SessionFactory as the session factory"
+            " (config.include('pyramid_sessionstore') or config.set_session_factory)"
+        )
+    return policy
+
+
+def _read(policy: Policy, key: str) -> tuple[dict[str, float], str | None]:
+    record = policy.store.load(key, policy.max_lifetime)
     if record is None:
         return {}, None
     try:
@@ -64,81 +85,98 @@ def _read(factory: SessionFactory, key: str) -> tuple[dict[str, float], str | No
         return {}, record.version
 
 
-def _write(
-    factory: SessionFactory, key: str, entries: dict[str, float], version: str | None
-) -> None:
+def _write(policy: Policy, key: str, entries: dict[str, float], version: str | None) -> None:
     if not entries:
-        factory.store.delete(key)
+        if version is not None:
+            # Compare-and-set to empty, then delete: a plain delete could drop
+            # a session bound after the read.
+            policy.store.save(key, b"{}", 1, version)
+            policy.store.delete(key)
         return
     data = json.dumps(entries, separators=(",", ":")).encode()
-    factory.store.save(key, data, factory.max_lifetime, version)
+    policy.store.save(key, data, policy.max_lifetime, version)
 
 
-def remember(factory: SessionFactory, userid: Any, session_key: str) -> None:
-    """Add *session_key* to *userid*'s index."""
+def _busy(policy: Policy, key: str, budget: Budget, what: str) -> SessionBusyError:
+    log.error("user index %s… lost every %s attempt (%d)", key[:12], what, budget.attempts)
+    return SessionBusyError(
+        f"the user's session index was written by other requests on every one of"
+        f" {budget.attempts} attempts to {what} within session.conflict_timeout"
+        f" ({budget.timeout:g} s)",
+        policy.store,
+        attempts=budget.attempts,
+        retry_after=budget.retry_after(),
+    )
+
+
+def remember(policy: Policy, userid: Any, session_key: str) -> None:
+    """Add *session_key* to *userid*'s index.
+
+    :raises SessionBusyError: when the index stayed contended for ``conflict_timeout``.
+    """
     key = index_key(userid)
-    for _ in range(_RETRIES):
-        entries, version = _read(factory, key)
-        now = time.time()
-        entries[session_key] = now
-        if factory.max_lifetime is not None:
-            horizon = now - factory.max_lifetime
-            entries = {k: t for k, t in entries.items() if t > horizon}
-        if len(entries) > MAX_SESSIONS:
-            newest = sorted(entries.items(), key=lambda kv: kv[1])[-MAX_SESSIONS:]
-            entries = dict(newest)
-        try:
-            _write(factory, key, entries, version)
-            return
-        except ConflictError:
-            continue
-    log.warning("could not record a session in the index of user %r (contention)", userid)
+    budget = Budget(policy.conflict_timeout)
+    with KEY_LOCKS.hold(key):
+        while True:
+            budget.attempt()
+            entries, version = _read(policy, key)
+            now = time.time()
+            entries[session_key] = now
+            if policy.max_lifetime is not None:
+                horizon = now - policy.max_lifetime
+                entries = {k: t for k, t in entries.items() if t > horizon}
+            if len(entries) > MAX_SESSIONS:
+                entries = dict(sorted(entries.items(), key=lambda kv: kv[1])[-MAX_SESSIONS:])
+            try:
+                _write(policy, key, entries, version)
+                return
+            except ConflictError:
+                pass
+            if budget.spent():
+                raise _busy(policy, key, budget, "record a session")
+            budget.pause()
 
 
-def _factory_of(request: Request) -> SessionFactory:
-    from .factory import SessionFactory
-
-    factory = request.registry.queryUtility(ISessionFactory)
-    if not isinstance(factory, SessionFactory):
-        raise ConfigurationError(
-            "invalidate_user_sessions needs pyramid_sessionstore's SessionFactory as the session"
-            " factory (config.include('pyramid_sessionstore') or config.set_session_factory)"
-        )
-    return factory
-
-
-def end_user_sessions(factory: SessionFactory, userid: Any, except_key: str | None = None) -> int:
-    """End every session bound to *userid* in *factory*'s store; return how many.
+def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) -> int:
+    """End every session bound to *userid*; return how many were alive.
 
     The request-free core of :func:`invalidate_user_sessions`, also used by
     ``psessions purge --user``.
 
-    :param factory: the session factory whose store keeps the sessions.
+    :param owner: the session factory (or its policy) whose store keeps the sessions.
     :param userid: the user, as given to ``session.bind_user``.
     :param except_key: the store key of a session to keep alive, or None.
+    :raises ConfigurationError: for the cookie store, which keeps no records.
+    :raises SessionBusyError: when the index stayed contended for ``conflict_timeout``.
     """
-    if factory.client_side:
+    policy = policy_of(owner)
+    if policy.sealer is not None:
         raise ConfigurationError(
             "cannot end sessions kept in browser cookies (session.store = cookie):"
             " there is no server-side record to delete"
         )
     key = index_key(userid)
-    ended = 0
-    for _ in range(_RETRIES):
-        entries, version = _read(factory, key)
-        keep = {k: t for k, t in entries.items() if except_key is not None and k == except_key}
-        for session_key in entries:
-            if session_key in keep:
-                continue
-            if factory.store.touch(session_key, 1):
-                ended += 1
-            factory.store.delete(session_key)
-        try:
-            _write(factory, key, keep, version)
-            break
-        except ConflictError:
-            continue  # a session was bound meanwhile: end it too
-    return ended
+    ended: set[str] = set()
+    budget = Budget(policy.conflict_timeout)
+    with KEY_LOCKS.hold(key):
+        while True:
+            budget.attempt()
+            entries, version = _read(policy, key)
+            keep = {k: t for k, t in entries.items() if k == except_key}
+            for session_key in entries:
+                if session_key in keep or session_key in ended:
+                    continue
+                if policy.store.touch(session_key, 1):
+                    ended.add(session_key)
+                policy.store.delete(session_key)
+            try:
+                _write(policy, key, keep, version)
+                return len(ended)
+            except ConflictError:
+                pass  # a session was bound meanwhile: end it too
+            if budget.spent():
+                raise _busy(policy, key, budget, "end sessions")
+            budget.pause()
 
 
 def invalidate_user_sessions(request: Request, userid: Any, except_current: bool = False) -> int:
@@ -147,16 +185,19 @@ def invalidate_user_sessions(request: Request, userid: Any, except_current: bool
     :param request: the current request (it finds the session factory).
     :param userid: the user, as given to ``session.bind_user``.
     :param except_current: keep the session of this request alive.
+    :raises ConfigurationError: when the session factory is not ours, or keeps
+        sessions in cookies (there is no record to delete).
+    :raises SessionBusyError: when the index stayed contended for ``conflict_timeout``.
     """
-    factory = _factory_of(request)
-    if factory.client_side:
+    policy = policy_of(request.registry.queryUtility(ISessionFactory))
+    if policy.sealer is not None:
         raise ConfigurationError(
             "invalidate_user_sessions cannot end sessions kept in browser cookies"
             " (session.store = cookie): there is no server-side record to delete"
         )
     current = request.session  # loads it if the view has not yet
     current_key = current._key if current.userid == userid else None
-    ended = end_user_sessions(factory, userid, current_key if except_current else None)
+    ended = end_user_sessions(policy, userid, current_key if except_current else None)
     if current_key is not None and not except_current:
         current.invalidate()
     return ended

@@ -1,0 +1,99 @@
+"""What a session factory decided, handed down to the request lifecycle.
+
+:class:`~pyramid_sessionstore.factory.SessionFactory` checks its options and
+builds one :class:`Policy`; :mod:`.lifecycle`, :mod:`.writes` and
+:mod:`.users` read it. It is the one object those modules share, so they
+never import the factory (dependencies run one way: factory → lifecycle →
+store, cookie codec, payload, user index).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import TYPE_CHECKING
+from typing import Any
+
+from .cookies import CookieValue
+from .cookies import store_key
+
+if TYPE_CHECKING:
+    from .cookie_header import CookieHeader
+    from .cookies import Signer
+    from .serializers import Serializer
+    from .session import Session
+    from .stores.base import SealsCookies
+    from .stores.base import Store
+
+__all__ = ["VERIFIED_CACHE_SIZE", "Policy"]
+
+#: How many verified cookie values a factory remembers (about 300 bytes each).
+VERIFIED_CACHE_SIZE = 10_000
+
+
+@dataclass(eq=False)
+class Policy:
+    """The fixed decisions of one session factory (see its options)."""
+
+    store: Store
+    serializer: Serializer
+    #: Checks a value at assignment (the serializer's own check), raising
+    #: :class:`~pyramid_sessionstore.serializers.SerializationError`.
+    check: Callable[[Any, str], None]
+    signer: Signer
+    cookie: CookieHeader
+    timeout: int | None
+    max_lifetime: int | None
+    max_age: int | None
+    reissue_time: int | None
+    set_on_exception: bool
+    on_store_error: str
+    #: Seconds a write may spend retrying lost compare-and-sets.
+    conflict_timeout: float
+    #: The cookie store, when the cookie carries the session itself.
+    sealer: SealsCookies | None = None
+    #: A cookie store whose cookies are imported into the store.
+    import_from: SealsCookies | None = None
+    # Verified cookie values: verification is a pure function of the value
+    # (and the fixed secrets), so a browser's next request skips the HMAC and
+    # the key hash. Only valid values get in; bounded by clearing.
+    _verified: dict[str, tuple[CookieValue, str]] = field(default_factory=dict, repr=False)
+
+    def verify(self, value: str) -> tuple[CookieValue, str] | None:
+        """Return the verified cookie *value* and its store key, or None."""
+        if (known := self._verified.get(value)) is not None:
+            return known
+        if (verified := self.signer.verify(value)) is None:
+            return None
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        known = self._verified[value] = (verified, store_key(verified.session_id))
+        return known
+
+    def idle_timeout(self, own: int | None) -> int | None:
+        """Return the idle timeout of a session whose own timeout is *own*."""
+        return own if own is not None else self.timeout
+
+    def cap_ttl(self, idle: int | None, created: float | None) -> int | None:
+        """Cap *idle* seconds by what is left of ``max_lifetime`` for a session *created* then.
+
+        With *created* unknown (None), the cap is the whole lifetime.
+        """
+        if self.max_lifetime is None:
+            return idle
+        left = self.max_lifetime if created is None else created + self.max_lifetime - time.time()
+        left_int = max(1, int(left) + 1)
+        return left_int if idle is None else min(idle, left_int)
+
+    def ttl_of(self, session: Session) -> int | None:
+        """Return the store expiry of *session*: its idle timeout, capped by its lifetime."""
+        return self.cap_ttl(self.idle_timeout(session._timeout), session.created)
+
+    def cookie_value(self, session: Session) -> str:
+        """Return the signed cookie value of a stored *session*."""
+        assert session._id is not None
+        if session._timeout is None:
+            return self.signer.sign(session._id)
+        return self.signer.sign(session._id, session._timeout)
