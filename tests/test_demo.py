@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from importlib.metadata import entry_points
+from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +166,12 @@ def test_login_without_csrf_token_is_refused(browser: TestApp) -> None:
 def test_development_ini_serves_the_demo_with_the_sqlite_store(tmp_path: Path) -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(INI)
-    assert parser["app:main"]["use"] == "egg:pyramid_sessionstore#demo"
+    assert parser["app:main"]["use"] == "egg:pyramid_sessionstore_demo"
     assert parser["app:main"]["session.store"] == "sqlite"
     assert parser["server:main"]["listen"] == "127.0.0.1:6543"
-    (factory,) = entry_points(group="paste.app_factory", name="demo")
+    (factory,) = distribution("pyramid_sessionstore_demo").entry_points.select(
+        group="paste.app_factory", name="main"
+    )
     assert factory.load() is main
     # The ini's own session settings build a working app (the store file
     # moved to a temporary directory).
@@ -177,6 +179,13 @@ def test_development_ini_serves_the_demo_with_the_sqlite_store(tmp_path: Path) -
     settings["session.sqlite.path"] = str(tmp_path / "sessions.sqlite")
     browser = TestApp(main({}, **settings))
     assert "Welcome, carol." in log_in(browser, "carol", remember=True).text
+
+
+def test_the_library_declares_no_demo_entry_point() -> None:
+    # The demo is its own project (demo/pyproject.toml); the wheel smoke test
+    # (make wheel-smoke) checks that the built wheel holds no demo files.
+    library = distribution("pyramid_sessionstore")
+    assert [ep.name for ep in library.entry_points] == ["psessions"]
 
 
 def _serve(ini: Path, port: int) -> subprocess.Popen[bytes]:

@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 
 def main(global_config: dict[str, Any], **settings: Any) -> Any:
-    """Return the demo's WSGI app; ``use = egg:pyramid_sessionstore#demo`` calls this.
+    """Return the demo's WSGI app; ``use = egg:pyramid_sessionstore_demo`` calls this.
 
     :param global_config: the ``[DEFAULT]`` section of the ``.ini`` file (unused).
     :param settings: the app's settings; the ``session.*`` ones configure the sessions.
