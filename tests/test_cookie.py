@@ -19,10 +19,13 @@ from hypothesis import strategies as st
 from pyramid.config import Configurator
 from pyramid.request import Request
 
+from cookieapp import make_app
 from cookieapp import our_app
 from cookieapp import set_cookie_value
+from pyramid_sessionstore import SessionFactory
 from pyramid_sessionstore import cookies
 from pyramid_sessionstore import invalidate_user_sessions
+from pyramid_sessionstore import session_factory_from_settings
 from pyramid_sessionstore.exceptions import ConfigurationError
 from pyramid_sessionstore.exceptions import MissingDependencyError
 from pyramid_sessionstore.exceptions import SessionTooLargeError
@@ -259,6 +262,99 @@ def test_the_size_limit_counts_the_factory_cookie_name_from_settings() -> None:
     assert store_from_settings(settings).cookie_name == "other"  # type: ignore[attr-defined]
 
 
+# -- one secret: without its own, the store's keys come from session.secret ----
+
+#: The factory's secret (random, as the docs ask for one).
+APP_SECRET = "7Eal9DQz4d4i8wQFDR1-LbvwB3KiwdiV5S7DM0g7OPb0doP-ls2u6qn6XX2Va-RV"
+
+
+def _cookie_factory(**settings: str) -> SessionFactory:
+    return session_factory_from_settings(
+        {"session.secret": APP_SECRET, "session.store": "cookie", **settings}
+    )
+
+
+def test_session_secret_alone_serves_the_cookie_store() -> None:
+    store = _cookie_factory().store
+    assert isinstance(store, CookieStore)
+    sealed = store.seal(b"payload")
+    assert CookieStore(secret=APP_SECRET).unseal(sealed) == (b"payload", True)
+    # Its key is derived for encryption (HKDF, its own salt), not the signing key.
+    assert CookieStore._derive(APP_SECRET) != cookies._derive(APP_SECRET)
+    assert CookieStore(secret=NEW).unseal(sealed) is None
+
+
+def test_session_secrets_give_one_key_each_newest_first() -> None:
+    factory = session_factory_from_settings(
+        {"session.secrets": f"{NEW}\n{OLD}", "session.store": "cookie"}
+    )
+    store = factory.store
+    assert isinstance(store, CookieStore)
+    assert store.unseal(CookieStore(secret=OLD).seal(b"old")) == (b"old", False)
+    assert CookieStore(secret=NEW).unseal(store.seal(b"new")) == (b"new", True)
+
+
+def test_a_separate_cookie_secret_is_still_used_and_keeps_its_cookies() -> None:
+    before = CookieStore(secret=NEW).seal(b"written before")
+    store = _cookie_factory(**{"session.cookie.secret": NEW}).store
+    assert isinstance(store, CookieStore)
+    assert store.unseal(before) == (b"written before", True)
+    assert CookieStore(secret=APP_SECRET).unseal(store.seal(b"x")) is None
+
+
+def test_session_secret_from_the_environment_serves_the_cookie_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PSS_TEST_SECRET", APP_SECRET)
+    factory = session_factory_from_settings(
+        {"session.secret": "env:PSS_TEST_SECRET", "session.store": "cookie"}
+    )
+    assert CookieStore(secret=APP_SECRET).unseal(factory.store.seal(b"x")) == (b"x", True)  # type: ignore[attr-defined]
+    monkeypatch.setenv("PSS_TEST_COOKIE", NEW)
+    store = build_store("cookie", {"session.cookie.secret": "env:PSS_TEST_COOKIE"})
+    assert CookieStore(secret=NEW).unseal(store.seal(b"y")) == (b"y", True)  # type: ignore[attr-defined]
+
+
+def test_in_code_a_store_without_secret_takes_the_factory_secrets() -> None:
+    store = CookieStore()
+    assert store.unseal(CookieStore(secret=NEW).seal(b"x")) is None  # no key: nothing opens
+    with pytest.raises(ConfigurationError, match="no secret"):
+        store.seal(b"x")
+    store.use_secrets([NEW, OLD])
+    assert CookieStore(secret=NEW).unseal(store.seal(b"x")) == (b"x", True)
+    assert store.unseal(CookieStore(secret=OLD).seal(b"o")) == (b"o", False)
+    store.use_secrets([APP_SECRET])  # a second factory does not change the keys
+    assert CookieStore(secret=NEW).unseal(store.seal(b"x")) == (b"x", True)
+    own = CookieStore(secret=NEW)
+    own.use_secrets([APP_SECRET])  # its own secret wins
+    assert CookieStore(secret=NEW).unseal(own.seal(b"x")) == (b"x", True)
+    with pytest.raises(ValueError, match="refused"):
+        CookieStore().use_secrets(["s" * 64])
+
+
+def test_in_code_the_factory_gives_its_secret_and_cookie_name_to_the_store() -> None:
+    store = CookieStore(max_size=1000)
+    app = make_app(SessionFactory(secret=APP_SECRET, store=store, cookie_name="app_session"))
+    response = app.get("/set/k/v")
+    value = set_cookie_value(response, "app_session")
+    assert value is not None and store.cookie_name == "app_session"
+    assert CookieStore(secret=APP_SECRET).unseal(value) is not None
+
+
+def test_use_cookie_name_counts_the_new_name_in_the_size_limit() -> None:
+    store = CookieStore(secret=NEW, max_size=1000)
+    fits_short = max(n for n in range(900) if _size(store, n) <= 1000)
+    longer = "a_much_longer_cookie_name"
+    store.use_cookie_name(longer)
+    assert store.cookie_name == longer
+    fits = max(n for n in range(900) if _size(store, n) <= 1000)
+    assert fits < fits_short
+    assert len(longer) + 1 + len(store.seal(b"x" * fits)) <= 1000
+    with pytest.raises(SessionTooLargeError) as info:
+        store.seal(b"x" * fits_short)  # fitted beside "session", not beside the longer name
+    assert info.value.size > 1000
+
+
 S = {"session.cookie.secret": NEW}
 P = {**S, "session.cookie.accept_pyramid_signed": "true"}
 
@@ -267,12 +363,15 @@ P = {**S, "session.cookie.accept_pyramid_signed": "true"}
     ("settings", "named"),
     [
         ({**S, "session.cookie.max_size": "big"}, "session.cookie.max_size"),
-        ({**S, "session.cookie.max_size": "10"}, "max_size must be at least 64"),
+        ({**S, "session.cookie.max_size": "10"}, "session.cookie.max_size: must be at least 64"),
         ({**S, "session.cookie.compress": "maybe"}, "session.cookie.compress"),
         ({**S, "session.cookie.accept_pyramid_signed": "2"}, "accept_pyramid_signed"),
         ({"session.cookie.secert": NEW}, "session.cookie.secert"),
-        ({}, "session.cookie.secret"),
-        ({"session.cookie.secrets": " "}, "session.cookie.secret"),
+        ({"session.cookie.secrets": " "}, "session.cookie.secrets: at least one secret"),
+        ({**S, "session.cookie.secrets": OLD}, "session.cookie.secret: give secret or secrets"),
+        ({"session.cookie.secret": "c" * 64}, "session.cookie.secret: refused: it has only 1"),
+        ({"session.cookie.secrets": f"{NEW}\nshort"}, "session.cookie.secrets: secret 2 of 2"),
+        ({"session.cookie.secret": "env:PSS_TEST_UNSET"}, "variable PSS_TEST_UNSET"),
         (P, "session.cookie.pyramid_secret"),
         ({**P, "session.cookie.pyramid_secret": "x", "session.cookie.pyramid_hashalg": "no"}, "no"),
     ],
@@ -285,10 +384,24 @@ def test_bad_settings_raise_configuration_error_naming_them(
     assert named in str(info.value)
 
 
-def test_short_secret_is_a_security_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, SECURITY):
-        CookieStore(secret="short")
-    assert "shorter than 32" in caplog.text
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"secret": "short"}, "secret: refused: it is 5 characters long"),
+        ({"secret": "k" * 64}, "secret: refused: it has only 1 distinct"),
+        ({"secrets": [NEW, "(64 random characters: token_urlsafe(48))"]}, "2 of 2"),
+        ({"secrets": []}, "secrets: at least one secret"),
+        ({"secrets": NEW}, "secrets: expected a list of secrets"),
+    ],
+)
+def test_weak_secret_in_code_is_refused_without_showing_it(
+    kwargs: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason) as info:
+        CookieStore(**kwargs)  # type: ignore[arg-type]
+    given = kwargs.get("secrets", kwargs.get("secret"))
+    for secret in [given] if isinstance(given, str) else given or []:  # type: ignore[attr-defined]
+        assert secret not in str(info.value)
 
 
 def test_missing_cryptography_raises_missing_dependency(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ from pyramid_sessionstore.stores import CookieStore
 from pyramid_sessionstore.stores import MemoryStore
 
 OURS = "our-cookie-store-secret-" + "c" * 50
+ROTATED = "7Eal9DQz4d4i8wQFDR1-LbvwB3KiwdiV5S7DM0g7OPb0doP-ls2u6qn6XX2Va-RV"
 SECURITY = "pyramid_sessionstore.security"
 
 # (secret, salt, hashalg): ASCII, latin-1 and non-latin-1 secrets, default and own salts.
@@ -230,11 +231,11 @@ def test_cookie_store_from_settings_with_rotated_secrets() -> None:
     settings = {
         "session.secret": FACTORY_SECRET,
         "session.store": "cookie",
-        "session.cookie.secrets": f"\n{'n' * 64}\n{OURS}\n",
+        "session.cookie.secrets": f"\n{ROTATED}\n{OURS}\n",
         "session.cookie.compress": "true",
     }
     app = make_app(None, settings)
     response = app.get("/get/k", headers={"Cookie": f"session={old_value}"})
     assert response.json == "v"
     reissued = set_cookie_value(response)
-    assert reissued is not None and CookieStore(secret="n" * 64).unseal(reissued)
+    assert reissued is not None and CookieStore(secret=ROTATED).unseal(reissued)

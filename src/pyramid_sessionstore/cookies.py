@@ -19,12 +19,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets as _secrets
 from collections.abc import Sequence
+from typing import Any
 from typing import NamedTuple
 
-__all__ = ["CookieValue", "Signer", "new_session_id", "store_key"]
+__all__ = [
+    "CookieValue",
+    "Signer",
+    "checked_secrets",
+    "new_session_id",
+    "resolve_secret",
+    "secret_setting",
+    "secrets_setting",
+    "store_key",
+    "weak_secret_reason",
+]
 
 #: Bytes of randomness in a session id (256 bits).
 ID_BYTES = 32
@@ -33,11 +45,116 @@ _TIMEOUT_RE = re.compile(r"\A(?:0|[1-9][0-9]{0,9}|n)\Z")
 #: No valid cookie is longer; longer input is rejected before any work.
 MAX_COOKIE_LENGTH = 128
 MIN_SECRET_LENGTH = 32
+#: Fewer distinct characters than this is not a random secret. 32 random hex
+#: digits have fewer with a chance of 4e-8, 43 url-safe characters of 1e-33;
+#: "changeme" or "password" repeated have 7.
+MIN_SECRET_CHARACTERS = 8
+#: How to make a good secret, for error messages.
+SECRET_ADVICE = (
+    "use 64 random characters, e.g. the output of"
+    " python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+)
+_ENV_PREFIX = "env:"
+_ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+_UNEXPANDED = re.compile(r"\A(?:\$\w+|\$\{\w+\}|%\(\w+\)s|<[^<>]*>)\Z")
 
 
 def new_session_id() -> str:
     """Return a new random session id (43 url-safe characters, 256 bits)."""
     return _secrets.token_urlsafe(ID_BYTES)
+
+
+def resolve_secret(value: str) -> str:
+    """Return *value*, or the environment variable it names when it is ``env:NAME``.
+
+    The variable is read when this is called (at start-up). A secret is never
+    read from anywhere else: a value that does not start with ``env:`` is the
+    secret itself.
+
+    :raises ValueError: *NAME* is not a variable name, or the variable is not
+        set or is empty; the message names the variable, never a secret.
+    """
+    if not value.startswith(_ENV_PREFIX):
+        return value
+    name = value[len(_ENV_PREFIX) :].strip()
+    if not _ENV_NAME.match(name):
+        raise ValueError(f"env:{name[:40]} does not name an environment variable (env:NAME)")
+    resolved = os.environ.get(name, "").strip()
+    if not resolved:
+        raise ValueError(f"the environment variable {name} (given as env:{name}) is not set")
+    return resolved
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Return why *secret* must not be used as a secret, or None when it may.
+
+    Refused: a reference that was not expanded (``$NAME``, ``${NAME}``,
+    ``%(name)s``, ``<placeholder>``), whitespace (a sentence or an example
+    copied as written, not a random string), fewer than
+    :data:`MIN_SECRET_LENGTH` characters, fewer than
+    :data:`MIN_SECRET_CHARACTERS` distinct characters (``"s" * 64``). These
+    catch mistakes, not every weak secret: a random one is the only good one.
+    The reason never quotes the secret.
+    """
+    if _UNEXPANDED.search(secret):
+        return "it is a placeholder or a variable that was not expanded (env:NAME reads one)"
+    if any(c.isspace() for c in secret):
+        return "it contains whitespace, so it is a placeholder or a phrase, not a random string"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"it is {len(secret)} characters long, under the minimum of {MIN_SECRET_LENGTH}"
+    distinct = len(set(secret))
+    if distinct < MIN_SECRET_CHARACTERS:
+        return f"it has only {distinct} distinct characters, so it is not random"
+    return None
+
+
+def checked_secrets(secrets: Sequence[str], name: str = "") -> list[str]:
+    """Return *secrets* as a list, after refusing a missing or weak one.
+
+    :param name: the option they come from, put before the message
+        (``"secret"`` gives ``"secret: refused: ..."``).
+    :raises ValueError: no secret, one that is not a non-empty str, or one that
+        :func:`weak_secret_reason` refuses; the message never contains a secret.
+    """
+    label = f"{name}: " if name else ""
+    if isinstance(secrets, (str, bytes)):
+        raise ValueError(f"{label}expected a list of secrets, newest first, not one string")
+    found = list(secrets)
+    if not found:
+        raise ValueError(f"{label}at least one secret is needed; {SECRET_ADVICE}")
+    for number, secret in enumerate(found, 1):
+        reason = weak_secret_reason(secret) if isinstance(secret, str) else "it is not a str"
+        if reason is not None:
+            which = "refused" if len(found) == 1 else f"secret {number} of {len(found)} is refused"
+            raise ValueError(f"{label}{which}: {reason}; {SECRET_ADVICE}")
+    return found
+
+
+def secret_setting(value: Any) -> str:
+    """Convert the value of a secret setting: ``env:NAME`` is read, a weak secret refused.
+
+    :raises ValueError: the variable is missing, or :func:`weak_secret_reason`
+        refuses the secret; the message never contains the secret.
+    """
+    return checked_secrets([resolve_secret(str(value).strip())])[0]
+
+
+def secrets_setting(value: Any) -> list[str]:
+    """Convert the value of a secrets setting: one secret per line (or list item), newest first.
+
+    Each line is a secret or ``env:NAME``, and a variable may hold several
+    secrets separated by whitespace (``SESSION_SECRETS="new old"``). Blank
+    lines are skipped; no secret at all is an empty list (the caller decides
+    whether that is an error). Every secret is checked as by :func:`checked_secrets`.
+    """
+    lines = value if isinstance(value, (list, tuple)) else str(value).splitlines()
+    found: list[str] = []
+    for line in (str(line).strip() for line in lines):
+        if line.startswith(_ENV_PREFIX):
+            found.extend(resolve_secret(line).split())
+        elif line:
+            found.append(line)
+    return checked_secrets(found) if found else []
 
 
 def store_key(session_id: str) -> str:

@@ -2,14 +2,17 @@
 
 Each factory option has a ``session.<name>`` setting and each store option a
 ``session.<store>.<name>`` setting (see :mod:`.stores.registry`). Values are
-converted by an explicit table, never guessed. A missing secret, an unknown
-key, a bad value or an unknown store raises
+converted by an explicit table, never guessed. A missing or weak secret, an
+unknown key, a bad value or an unknown store raises
 :class:`~pyramid_sessionstore.exceptions.ConfigurationError` at start-up.
+A secret may be read from the environment: ``session.secret = env:NAME``.
+The cookie store without a secret of its own uses ``session.secret(s)``.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
@@ -18,15 +21,20 @@ from pyramid.path import DottedNameResolver
 
 from .cookie_header import as_attribute
 from .cookie_header import as_cookie_name
+from .cookies import SECRET_ADVICE
+from .cookies import secret_setting
+from .cookies import secrets_setting
 from .exceptions import ConfigurationError
+from .exceptions import MissingDependencyError
 from .factory import SessionFactory
 from .serializers import serializer_by_name
+from .stores.base import SealsCookies
 from .stores.base import as_bool
-from .stores.base import as_int
+from .stores.base import as_positive_float
 from .stores.base import as_seconds
-from .stores.base import shown_value
 from .stores.registry import BUILTIN_STORES
 from .stores.registry import DOTTED_OPTIONS_SECTION
+from .stores.registry import bad_value_message
 from .stores.registry import build_store
 from .stores.registry import convert_options
 from .stores.registry import resolve_store
@@ -45,10 +53,11 @@ def _domain(value: Any) -> str | None:
     return None if text is None else as_attribute(text)
 
 
-def _secrets(value: Any) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [line.strip() for line in str(value).splitlines() if line.strip()]
+def _at_least_one_second(value: Any) -> int | None:
+    seconds = as_seconds(value)
+    if seconds == 0:
+        raise ValueError("expected seconds >= 1 or none (0 would end every session at once)")
+    return seconds
 
 
 def _samesite(value: Any) -> str | None:
@@ -79,13 +88,16 @@ def _serializer(value: Any) -> Any:
     if "." not in value and ":" not in value:
         raise ValueError("expected json, msgpack, pickle or a dotted name")
     resolved = DottedNameResolver().resolve(value.strip())
-    return resolved() if isinstance(resolved, type) else resolved
+    serializer = resolved() if isinstance(resolved, type) else resolved
+    if not all(callable(getattr(serializer, name, None)) for name in ("dumps", "loads")):
+        raise ValueError(f"{value.strip()} has no dumps() and loads() methods")
+    return serializer
 
 
 #: ``session.<name>`` → converter, for every SessionFactory option.
 FACTORY_OPTIONS: dict[str, Callable[[Any], Any]] = {
-    "secret": str,
-    "secrets": _secrets,
+    "secret": secret_setting,
+    "secrets": secrets_setting,
     "cookie_name": as_cookie_name,
     "max_age": as_seconds,
     "path": as_attribute,
@@ -93,17 +105,19 @@ FACTORY_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "secure": as_bool,
     "httponly": as_bool,
     "samesite": _samesite,
-    "timeout": as_seconds,
-    "max_lifetime": as_seconds,
+    "timeout": _at_least_one_second,
+    "max_lifetime": _at_least_one_second,
     "reissue_time": as_seconds,
     "serializer": _serializer,
     "set_on_exception": as_bool,
     "on_store_error": _choice("raise", "fresh"),
-    "conflict_retries": as_int,
+    "conflict_timeout": as_positive_float,
 }
 
 # Settings that are not factory options but are read here.
 _OTHER_KEYS = {"store", "import_from"}
+# "name: ..." or "name must ...": the option a SessionFactory error is about.
+_OPTION_AT_START = re.compile(r"\A([a-z_]+)(?=[:= ])")
 
 
 def _check_keys(settings: Mapping[str, Any], prefix: str) -> None:
@@ -141,20 +155,55 @@ def parse_factory_options(settings: Mapping[str, Any], prefix: str = "session.")
             continue
         try:
             kwargs[name] = convert(settings[full])
+        except MissingDependencyError:
+            raise  # names the extra to install, like a store's missing driver
         except (TypeError, ValueError, ImportError) as err:
-            shown = shown_value(name, settings[full], err)
-            raise ConfigurationError(f"{full}: bad value {shown}", full) from err
+            message = bad_value_message(full, name, settings[full], err)
+            raise ConfigurationError(message, full) from err
     if not kwargs.get("secret") and not kwargs.get("secrets"):
         raise ConfigurationError(
-            f"{prefix}secret is required: set it to 64 random characters, e.g. the output of"
-            " python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+            f"{prefix}secret is required: {SECRET_ADVICE}, or env:NAME to read it from the"
+            " environment variable NAME",
             f"{prefix}secret",
         )
     if kwargs.get("secret") and kwargs.get("secrets"):
         raise ConfigurationError(
-            f"{prefix}secret and {prefix}secrets are both set: use one", f"{prefix}secrets"
+            f"{prefix}secrets: {prefix}secret is set too; use one of them", f"{prefix}secrets"
+        )
+    if kwargs.get("samesite") == "None" and not kwargs.get("secure"):
+        raise ConfigurationError(
+            f"{prefix}samesite: none needs {prefix}secure = true (browsers reject it otherwise)",
+            f"{prefix}samesite",
         )
     return kwargs
+
+
+def _with_cookie_secrets(
+    settings: Mapping[str, Any], prefix: str, kwargs: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """Give the cookie store the factory's secrets when it has none of its own.
+
+    Its keys are derived from them for its own purpose (HKDF with the cookie
+    store's salt), so they never equal the factory's signing keys.
+    """
+    if f"{prefix}cookie.secret" in settings or f"{prefix}cookie.secrets" in settings:
+        return settings
+    secrets = [kwargs["secret"]] if kwargs.get("secret") else list(kwargs["secrets"])
+    return {**settings, f"{prefix}cookie.secrets": secrets}
+
+
+def _factory_error(err: Exception, prefix: str) -> ConfigurationError:
+    """Return a ValueError or TypeError of SessionFactory as an error naming its setting.
+
+    Its messages start with the option's name (``samesite must be ...``).
+    """
+    message = str(err)
+    match = _OPTION_AT_START.match(message)
+    if match and match.group(1) in FACTORY_OPTIONS:
+        setting = f"{prefix}{match.group(1)}"
+        rest = message.removeprefix(f"{match.group(1)}:").strip()
+        return ConfigurationError(f"{setting}: {rest}", setting)
+    return ConfigurationError(f"{prefix}*: {message}")
 
 
 def session_factory_from_settings(
@@ -162,12 +211,21 @@ def session_factory_from_settings(
 ) -> SessionFactory:
     """Return a SessionFactory configured by the ``<prefix>*`` keys of *settings*."""
     kwargs = parse_factory_options(settings, prefix)
+    settings = _with_cookie_secrets(settings, prefix, kwargs)
     import_from = str(settings.get(f"{prefix}import_from", "")).strip()
     if import_from:
-        kwargs["import_from"] = build_store(import_from, settings, prefix)
+        source = build_store(import_from, settings, prefix)
+        if not isinstance(source, SealsCookies):
+            source.close()
+            raise ConfigurationError(
+                f"{prefix}import_from: {import_from!r} is not a cookie store (one that seals"
+                " sessions into cookies, such as cookie); name the store to import from",
+                f"{prefix}import_from",
+            )
+        kwargs["import_from"] = source
     store = store_from_settings(settings, prefix)
     try:
         return SessionFactory(store=store, **kwargs)
     except (TypeError, ValueError) as err:
         store.close()
-        raise ConfigurationError(f"{prefix}*: {err}") from err
+        raise _factory_error(err, prefix) from err

@@ -3,9 +3,12 @@
 The successor to Pyramid's ``SignedCookieSessionFactory``; the client can
 neither read nor change its session. Value: ``1.`` + unpadded url-safe base64
 of ``nonce | AES-256-GCM(flag | payload)``, flag 1 meaning zlib-compressed.
-Keys come from the secrets by HKDF-SHA256 with a salt of this purpose alone;
-the newest encrypts, all decrypt. ``accept_pyramid_signed`` also reads validly
-signed ``SignedCookieSessionFactory`` cookies, so the factory re-issues them.
+Keys come from the secrets by HKDF-SHA256 (RFC 5869) with a salt of this
+purpose alone; the newest encrypts, all decrypt. Without secrets of its own the
+store uses the factory's (``use_secrets``): its keys still differ from the
+factory's signing keys, which are derived for another purpose.
+``accept_pyramid_signed`` also reads validly signed ``SignedCookieSessionFactory``
+cookies (:mod:`._signedcookie`), so the factory re-issues them.
 
 The factory only calls ``seal`` and ``unseal``. The Store methods keep sealed
 values in a process-local "jar" modelling the browser (empty in an app), so the
@@ -16,30 +19,29 @@ no revocation of a cookie before it expires; a session must fit in a cookie.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import hmac
-import json
 import logging
 import os
-import re
 import time
 import zlib
 from collections.abc import Sequence
 from typing import ClassVar
 
+from ..cookies import checked_secrets
+from ..cookies import resolve_secret
+from ..cookies import secret_setting
+from ..cookies import secrets_setting
+from ..exceptions import ConfigurationError
 from ..exceptions import SessionTooLargeError
 from ..exceptions import missing_dependency
-from ..payload import Header
-from ..payload import encode
-from ..serializers import JSONSerializer
-from ..serializers import SerializationError
+from ._signedcookie import PyramidKey
+from ._signedcookie import b64decode
+from ._signedcookie import open_pyramid
+from ._signedcookie import pyramid_key
 from .base import Clock
 from .base import Converter
 from .base import Record
 from .base import as_bool
 from .base import as_int
-from .base import as_list
 from .memory import MemoryStore
 
 try:
@@ -61,35 +63,6 @@ _HKDF_SALT, _HKDF_INFO = b"pyramid_sessionstore.cookie-store", b"aes-256-gcm key
 _NONCE, _TAG = 12, 16
 MAX_PLAINTEXT = 1024 * 1024  # seal refuses more, unseal inflates no more
 _ADVICE = "keep less in the session, or use a server store (session.store = redis, ...)"
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _b64decode(text: str) -> bytes | None:
-    if not _B64URL.fullmatch(text):
-        return None
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _open_pyramid(text: str, salted: bytes, hashalg: str, size: int) -> tuple[bytes, bool] | None:
-    """Read a ``SignedCookieSessionFactory`` cookie: base64(HMAC | JSON)."""
-    raw = _b64decode(text)
-    if raw is None or len(raw) <= size:
-        return None
-    signature, body = raw[:size], raw[size:]
-    if not hmac.compare_digest(signature, hmac.new(salted, body, hashalg).digest()):
-        return None
-    try:
-        accessed, created, state = json.loads(body.decode("utf-8"))
-        accessed, created = float(accessed), float(created)
-        if type(state) is not dict or not (0 <= created < 2**40 and 0 <= accessed < 2**40):
-            raise ValueError("not (accessed, created, dict) with plausible times")
-        return encode(Header(int(created), accessed), JSONSerializer().dumps(state)), False
-    except (ValueError, TypeError, SerializationError) as err:
-        security_log.warning("a signed Pyramid session cookie is unreadable: %s", err)
-        return None
 
 
 class CookieStore:
@@ -97,11 +70,13 @@ class CookieStore:
 
     :param secret: the secret keys are derived from (64 random characters).
     :param secrets: several secrets, newest first, instead of *secret*.
+        Without either, the store takes its factory's (:meth:`use_secrets`).
     :param max_size: the most bytes of ``name=value`` the cookie may take.
         Default: 4093.
     :param compress: zlib-compress payloads when that makes them smaller.
         Default: False (compression leaks length; see the docs).
-    :param cookie_name: the factory's, counted in *max_size*. Default: ``session``.
+    :param cookie_name: the cookie's name, counted in *max_size*; the factory
+        replaces it with its own (:meth:`use_cookie_name`). Default: ``session``.
     :param accept_pyramid_signed: also read ``SignedCookieSessionFactory``
         cookies. Default: False.
     :param pyramid_secret: the ``secret`` those cookies were signed with.
@@ -111,13 +86,13 @@ class CookieStore:
     """
 
     OPTIONS: ClassVar[dict[str, Converter]] = {
-        "secret": str,
-        "secrets": as_list,
+        "secret": secret_setting,
+        "secrets": secrets_setting,
         "max_size": as_int,
         "compress": as_bool,
         "cookie_name": str,
         "accept_pyramid_signed": as_bool,
-        "pyramid_secret": str,
+        "pyramid_secret": lambda value: resolve_secret(str(value).strip()),
         "pyramid_salt": str,
         "pyramid_hashalg": str,
     }
@@ -139,33 +114,49 @@ class CookieStore:
     ) -> None:
         if AESGCM is None:
             raise missing_dependency("CookieStore", "cryptography", "cookie")
-        keys = [secret] if secret is not None else list(secrets or ())
-        if (secret is None) == (secrets is None) or not keys or not all(keys):
-            raise ValueError("give one of session.cookie.secret or .secrets, not empty")
-        if any(len(k) < 32 for k in keys):
-            security_log.warning("a cookie store secret is shorter than 32 characters")
+        if secret is not None and secrets is not None:
+            raise ValueError("secret: give secret or secrets, not both")
         if max_size < 64:
-            raise ValueError(f"max_size must be at least 64 bytes, got {max_size}")
+            raise ValueError(f"max_size: must be at least 64 bytes, got {max_size}")
         self.max_size = max_size
         self.compress = compress
         self.cookie_name = cookie_name
-        self._ciphers = [AESGCM(self._derive(k)) for k in keys]
-        self._pyramid: tuple[bytes, str, int] | None = None
+        self._ciphers: list[AESGCM] = []
+        if secret is not None:
+            self._set_keys([secret], "secret")
+        elif secrets is not None:
+            self._set_keys(secrets, "secrets")
+        self._pyramid: PyramidKey | None = None
         if accept_pyramid_signed:
             if not pyramid_secret:
-                raise ValueError("accept_pyramid_signed needs session.cookie.pyramid_secret")
-            digest_size = hashlib.new(pyramid_hashalg).digest_size  # ValueError if unknown
-            try:  # webob.cookies.SignedSerializer: latin-1, else utf-8 for both
-                salted = pyramid_salt.encode("latin-1") + pyramid_secret.encode("latin-1")
-            except UnicodeEncodeError:
-                salted = pyramid_salt.encode() + pyramid_secret.encode()
-            self._pyramid = (salted, pyramid_hashalg, digest_size)
+                raise ValueError("pyramid_secret: required with accept_pyramid_signed")
+            self._pyramid = pyramid_key(pyramid_secret, pyramid_salt, pyramid_hashalg)
         self._jar = MemoryStore(clock=clock)
+
+    def _set_keys(self, secrets: Sequence[str], name: str) -> None:
+        self._ciphers = [AESGCM(self._derive(k)) for k in checked_secrets(secrets, name)]
 
     @staticmethod
     def _derive(secret: str) -> bytes:
         hkdf = HKDF(algorithm=SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO)
         return hkdf.derive(secret.encode("utf-8"))
+
+    def use_secrets(self, secrets: Sequence[str]) -> None:
+        """Derive the keys from the factory's *secrets* (newest first) if it has none yet.
+
+        :class:`~pyramid_sessionstore.SessionFactory` calls it with its secrets,
+        so ``CookieStore()`` needs no secret of its own. A store built with
+        *secret* or *secrets*, or already given a factory's, keeps its keys.
+        The keys differ from the factory's signing keys (HKDF, this store's salt).
+
+        :raises ValueError: no secret, or one that ``weak_secret_reason`` refuses.
+        """
+        if not self._ciphers:
+            self._set_keys(secrets, "secrets")
+
+    def use_cookie_name(self, name: str) -> None:
+        """Count the factory's cookie *name* in ``max_size`` (the factory calls this)."""
+        self.cookie_name = name
 
     def __repr__(self) -> str:
         return f"CookieStore(max_size={self.max_size}, compress={self.compress})"
@@ -191,6 +182,11 @@ class CookieStore:
         size = len(self.cookie_name) + 1 + len(PREFIX) + (4 * sealed_len + 2) // 3
         if size > self.max_size:
             raise self._too_large(size, self.max_size, "cookie")
+        if not self._ciphers:
+            raise ConfigurationError(
+                "CookieStore has no secret: give it secret= or secrets=, or make it the"
+                " store of a SessionFactory, which gives it its own (use_secrets)"
+            )
         nonce = os.urandom(_NONCE)
         box = self._ciphers[0].encrypt(nonce, bytes((flag,)) + body, _AAD)
         return PREFIX + base64.urlsafe_b64encode(nonce + box).rstrip(b"=").decode("ascii")
@@ -202,11 +198,11 @@ class CookieStore:
         if value.startswith(PREFIX):
             return self._open(value[len(PREFIX) :])
         if self._pyramid is not None and "." not in value:
-            return _open_pyramid(value, *self._pyramid)
+            return open_pyramid(value, *self._pyramid)
         return None
 
     def _open(self, text: str) -> tuple[bytes, bool] | None:
-        raw = _b64decode(text)
+        raw = b64decode(text)
         if raw is None or len(raw) < _NONCE + 1 + _TAG:
             return None
         nonce, box = raw[:_NONCE], raw[_NONCE:]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import re
 from collections.abc import Callable
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -51,6 +52,8 @@ BUILTIN_STORES: dict[str, str] = {
 
 #: Settings key, under ``session.``, holding options of a store given by dotted name.
 DOTTED_OPTIONS_SECTION = "store"
+# "name: ..." or "name must ...": the option a store's ValueError is about.
+_OPTION_AT_START = re.compile(r"\A([a-z_][a-z0-9_]*)(:| |,)")
 
 
 def _import_dotted(spec: str) -> Any:
@@ -138,9 +141,52 @@ def convert_options(cls: type[Any], options: Mapping[str, Any], section: str) ->
         try:
             kwargs[key] = table[key](raw)
         except (TypeError, ValueError) as err:
-            shown = shown_value(key, raw, err)
-            raise ConfigurationError(f"{setting}: bad value {shown}", setting) from err
+            raise ConfigurationError(bad_value_message(setting, key, raw, err), setting) from err
     return kwargs
+
+
+def bad_value_message(setting: str, name: str, raw: Any, err: Exception) -> str:
+    """Return the message for a value of *setting* its converter refused with *err*.
+
+    A secret's value is never shown: its converter's message says what is wrong
+    with it (too short, a variable that is not set) without quoting it.
+    """
+    if "secret" in name.lower():
+        return f"{setting}: {err}"
+    return f"{setting}: bad value {shown_value(name, raw, err)}"
+
+
+def _required(cls: type[Any], kwargs: Mapping[str, Any], section: str) -> None:
+    """Refuse a missing required keyword of ``cls.__init__``, naming its setting."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a C type, a mock)
+        return
+    for p in params:
+        named = p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        if named and p.default is p.empty and p.name not in kwargs:
+            setting = f"{section}{p.name}"
+            if p.name not in store_options_table(cls):  # code-only: no setting can give it
+                message = f"{cls.__name__} needs {p.name}=, which only code can give"
+                raise ConfigurationError(f"{section}*: {message}; build the store in code")
+            raise ConfigurationError(f"{setting} is required by {cls.__name__}", setting)
+
+
+def _option_error(cls: type[Any], err: Exception, section: str) -> ConfigurationError:
+    """Return *err*, raised by building *cls*, as an error naming the setting at fault.
+
+    Stores start their messages with the option's name (``url: ...`` or
+    ``max_entries must be ...``); other messages name the section.
+    """
+    message = str(err)
+    match = _OPTION_AT_START.match(message)
+    if match and match.group(1) in store_options_table(cls):
+        setting = f"{section}{match.group(1)}"
+        rest = message[match.end(1) :].lstrip(":").strip()
+        if match.group(2) == ":":
+            return ConfigurationError(f"{setting}: {rest}", setting)
+        return ConfigurationError(f"{setting}: {message}", setting)
+    return ConfigurationError(f"{section}*: cannot build {cls.__name__}: {message}")
 
 
 def build_store(
@@ -173,11 +219,13 @@ def build_store(
         if from_settings is not None:
             store = from_settings(options, build=build, section=section)
         else:
-            store = cls(**convert_options(cls, options, section))
+            kwargs = convert_options(cls, options, section)
+            _required(cls, kwargs, section)
+            store = cls(**kwargs)
     except ConfigurationError:
         raise
     except (TypeError, ValueError) as err:
-        raise ConfigurationError(f"{section}*: cannot build {cls.__name__}: {err}") from err
+        raise _option_error(cls, err, section) from err
     if not isinstance(store, Store):
         raise ConfigurationError(
             f"{prefix}store: {cls.__module__}.{cls.__qualname__} does not implement the Store"
