@@ -22,12 +22,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["KEY_LOCKS", "Budget", "KeyLocks"]
+__all__ = ["KEY_LOCKS", "Budget", "KeyLocks", "LockTimeout"]
 
 #: First backoff ceiling, in seconds; it doubles on each failed attempt.
 BACKOFF_BASE = 0.002
 #: Largest backoff ceiling, in seconds.
 BACKOFF_CAP = 0.1
+
+
+class LockTimeout(TimeoutError):
+    """A key's lock was not had in time."""
 
 
 class _Held:
@@ -50,18 +54,25 @@ class KeyLocks:
         self._held: dict[str, _Held] = {}
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """Hold *key*'s lock for the body of the ``with`` block."""
+    def hold(self, key: str, timeout: float = -1) -> Iterator[None]:
+        """Hold *key*'s lock for the body of the ``with`` block.
+
+        :param timeout: seconds to wait for the lock; -1 waits for ever.
+        :raises LockTimeout: when the lock was not had within *timeout*.
+        """
         with self._guard:
             held = self._held.get(key)
             if held is None:
                 held = self._held[key] = _Held()
             held.count += 1
-        held.lock.acquire()
         try:
-            yield
+            if not held.lock.acquire(timeout=timeout):
+                raise LockTimeout(f"key {key[:12]}… stayed locked for {timeout:.3f} s")
+            try:
+                yield
+            finally:
+                held.lock.release()
         finally:
-            held.lock.release()
             with self._guard:
                 held.count -= 1
                 if held.count == 0:
@@ -99,6 +110,10 @@ class Budget:
     def attempt(self) -> None:
         """Count one compare-and-set attempt."""
         self.attempts += 1
+
+    def left(self) -> float:
+        """Return the seconds left (never negative)."""
+        return max(0.0, self.deadline - time.monotonic())
 
     def spent(self) -> bool:
         """Return True when the time budget has run out."""

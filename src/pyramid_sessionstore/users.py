@@ -31,6 +31,7 @@ from pyramid.interfaces import ISessionFactory
 
 from .contention import KEY_LOCKS
 from .contention import Budget
+from .contention import LockTimeout
 from .exceptions import ConfigurationError
 from .exceptions import ConflictError
 from .exceptions import SessionBusyError
@@ -116,25 +117,32 @@ def remember(policy: Policy, userid: Any, session_key: str) -> None:
     """
     key = index_key(userid)
     budget = Budget(policy.conflict_timeout)
-    with KEY_LOCKS.hold(key):
-        while True:
-            budget.attempt()
-            entries, version = _read(policy, key)
-            now = time.time()
-            entries[session_key] = now
-            if policy.max_lifetime is not None:
-                horizon = now - policy.max_lifetime
-                entries = {k: t for k, t in entries.items() if t > horizon}
-            if len(entries) > MAX_SESSIONS:
-                entries = dict(sorted(entries.items(), key=lambda kv: kv[1])[-MAX_SESSIONS:])
-            try:
-                _write(policy, key, entries, version)
-                return
-            except ConflictError:
-                pass
-            if budget.spent():
-                raise _busy(policy, key, budget, "record a session")
-            budget.pause()
+    try:
+        with KEY_LOCKS.hold(key, budget.left()):
+            _remember(policy, key, session_key, budget)
+    except LockTimeout:
+        raise _busy(policy, key, budget, "record a session") from None
+
+
+def _remember(policy: Policy, key: str, session_key: str, budget: Budget) -> None:
+    while True:
+        budget.attempt()
+        entries, version = _read(policy, key)
+        now = time.time()
+        entries[session_key] = now
+        if policy.max_lifetime is not None:
+            horizon = now - policy.max_lifetime
+            entries = {k: t for k, t in entries.items() if t > horizon}
+        if len(entries) > MAX_SESSIONS:
+            entries = dict(sorted(entries.items(), key=lambda kv: kv[1])[-MAX_SESSIONS:])
+        try:
+            _write(policy, key, entries, version)
+            return
+        except ConflictError:
+            pass
+        if budget.spent():
+            raise _busy(policy, key, budget, "record a session")
+        budget.pause()
 
 
 def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) -> int:
@@ -156,27 +164,34 @@ def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) ->
             " there is no server-side record to delete"
         )
     key = index_key(userid)
-    ended: set[str] = set()
     budget = Budget(policy.conflict_timeout)
-    with KEY_LOCKS.hold(key):
-        while True:
-            budget.attempt()
-            entries, version = _read(policy, key)
-            keep = {k: t for k, t in entries.items() if k == except_key}
-            for session_key in entries:
-                if session_key in keep or session_key in ended:
-                    continue
-                if policy.store.touch(session_key, 1):
-                    ended.add(session_key)
-                policy.store.delete(session_key)
-            try:
-                _write(policy, key, keep, version)
-                return len(ended)
-            except ConflictError:
-                pass  # a session was bound meanwhile: end it too
-            if budget.spent():
-                raise _busy(policy, key, budget, "end sessions")
-            budget.pause()
+    try:
+        with KEY_LOCKS.hold(key, budget.left()):
+            return _end(policy, key, except_key, budget)
+    except LockTimeout:
+        raise _busy(policy, key, budget, "end sessions") from None
+
+
+def _end(policy: Policy, key: str, except_key: str | None, budget: Budget) -> int:
+    ended: set[str] = set()
+    while True:
+        budget.attempt()
+        entries, version = _read(policy, key)
+        keep = {k: t for k, t in entries.items() if k == except_key}
+        for session_key in entries:
+            if session_key in keep or session_key in ended:
+                continue
+            if policy.store.touch(session_key, 1):
+                ended.add(session_key)
+            policy.store.delete(session_key)
+        try:
+            _write(policy, key, keep, version)
+            return len(ended)
+        except ConflictError:
+            pass  # a session was bound meanwhile: end it too
+        if budget.spent():
+            raise _busy(policy, key, budget, "end sessions")
+        budget.pause()
 
 
 def invalidate_user_sessions(request: Request, userid: Any, except_current: bool = False) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 from . import users
 from .contention import KEY_LOCKS
 from .contention import Budget
+from .contention import LockTimeout
 from .cookies import new_session_id
 from .cookies import store_key
 from .exceptions import ConflictError
@@ -140,37 +141,53 @@ def _contended(
     """Run *write(data_bytes, version)* until it wins; merge and back off on each loss.
 
     Return the version *write* returned, or None when the record vanished
-    or turned out corrupt (the session ended elsewhere). Hold *key*'s
-    in-process lock throughout.
+    or turned out corrupt (the session ended elsewhere). Writers of *key* in
+    this process take turns; the wait for a turn counts in the budget.
+
+    :raises SessionBusyError: when ``conflict_timeout`` ran out.
     """
     budget = Budget(policy.conflict_timeout)
+    try:
+        with KEY_LOCKS.hold(key, budget.left()):
+            return _retry(policy, session, key, data_bytes, write, budget)
+    except LockTimeout:
+        raise _busy(policy, key, budget) from None
+
+
+def _retry(
+    policy: Policy,
+    session: Session,
+    key: str,
+    data_bytes: bytes,
+    write: Callable[[bytes, str | None], str],
+    budget: Budget,
+) -> str | None:
     version = session._version
     changes: _Changes | None = None
-    with KEY_LOCKS.hold(key):
-        while True:
-            budget.attempt()
-            try:
-                return write(data_bytes, version)
-            except ConflictError:
-                pass
-            if budget.spent():
-                raise _busy(policy, key, budget)
-            if budget.attempts > 1:  # the first loss is retried at once
-                budget.pause()
-            record = policy.store.load(key, policy.ttl_of(session))
-            if record is None or is_tombstone(record.data):
-                log.info("session %s… ended in another request; changes here dropped", key[:12])
-                return None
-            if changes is None:
-                changes = own_changes(policy, session)
-            try:
-                data_bytes = _merge(policy, session, record, changes)
-            except Exception as err:  # noqa: BLE001 - any decoder's failure on stored bytes
-                security_log.warning("corrupt session record %s… deleted: %s", key[:12], err)
-                policy.store.delete(key)
-                return None
-            version = record.version
-            session._loaded_record = record.data
+    while True:
+        budget.attempt()
+        try:
+            return write(data_bytes, version)
+        except ConflictError:
+            pass
+        if budget.spent():
+            raise _busy(policy, key, budget)
+        if budget.attempts > 1:  # the first loss is retried at once
+            budget.pause()
+        record = policy.store.load(key, policy.ttl_of(session))
+        if record is None or is_tombstone(record.data):
+            log.info("session %s… ended in another request; changes here dropped", key[:12])
+            return None
+        if changes is None:
+            changes = own_changes(policy, session)
+        try:
+            data_bytes = _merge(policy, session, record, changes)
+        except Exception as err:  # noqa: BLE001 - any decoder's failure on stored bytes
+            security_log.warning("corrupt session record %s… deleted: %s", key[:12], err)
+            policy.store.delete(key)
+            return None
+        version = record.version
+        session._loaded_record = record.data
 
 
 def update(policy: Policy, session: Session, data_bytes: bytes, now: float) -> bool:
