@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from pyramid.config import Configurator
@@ -227,3 +228,44 @@ def test_logout_everywhere_under_contention_ends_every_session_bound_before(stor
         replay.set_cookie("session", cookie)
         assert replay.get("/dump").json["userid"] is None
     store.delete(index_key("carol"))
+
+
+# -- the user index is as durable as the sessions it lists ---------------------
+
+
+@pytest.fixture(params=params(["memory", "memcached", "chain"]))
+def evicting(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    kind = str(request.param)
+    if kind == "chain":  # a chain whose store of record evicts
+        from pyramid_sessionstore.stores import ChainStore
+
+        store = ChainStore(stores=[MemoryStore(), MemoryStore()])
+        yield store
+        store.close()
+        return
+    store = build(kind, tmp_path)
+    yield store
+    drop(kind, store)
+
+
+def test_evicted_user_index_ends_the_users_sessions(evicting: Any) -> None:
+    """Eviction of the index (LRU under memory pressure) must not hide sessions from
+    logout-everywhere: on a store that evicts, a bound session lives only while its
+    user's index lists it."""
+    app = make_app(SessionFactory(SECRET, store=evicting))
+    app.get("/bind/dave")
+    app.get("/set/a/1")
+    assert app.get("/dump").json["userid"] == "dave"
+    evicting.delete(index_key("dave"))  # what an LRU eviction does
+    assert app.get("/dump").json == {"data": {}, "created": ANY, "new": True, "userid": None}
+
+
+def test_memory_store_churn_cannot_keep_a_user_logged_in_after_logout_everywhere() -> None:
+    store = MemoryStore(max_entries=50)
+    app = make_app(SessionFactory(SECRET, store=store))
+    app.get("/bind/erin")
+    for _ in range(200):  # anonymous sessions push the index out; the user stays active
+        TestApp(app.app).get("/set/x/1")
+        app.get("/get/x")
+    TestApp(app.app).get("/everywhere/erin")
+    assert app.get("/dump").json["userid"] is None

@@ -50,6 +50,7 @@ from .serializers import serializer_by_name
 from .session import Session
 from .stores.base import SealsCookies
 from .stores.base import Store
+from .stores.base import evicts_live_records
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -240,6 +241,7 @@ class SessionFactory:
             conflict_timeout=self.conflict_timeout,
             sealer=self.sealer,
             import_from=import_from,
+            verify_index=evicts_live_records(store),
         )
 
     def __repr__(self) -> str:

@@ -128,6 +128,15 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         log.info("session %s… reached max_lifetime; ended", key[:12])
         policy.store.delete(key)
         return None
+    if (
+        policy.verify_index
+        and header.userid is not None
+        and not users.lists(policy, header.userid, key)
+    ):
+        # Ended everywhere, or the index was evicted: either way, fail safe.
+        log.info("session %s… is not in its user's index; ended", key[:12])
+        policy.store.delete(key)
+        return None
     # The record, not the cookie, says how long the session lives: a replayed
     # older cookie must not stretch it, and the lifetime cap counts what is left.
     ttl = policy.cap_ttl(policy.idle_timeout(header.timeout), header.created)

@@ -56,6 +56,9 @@ class Policy:
     sealer: SealsCookies | None = None
     #: A cookie store whose cookies are imported into the store.
     import_from: SealsCookies | None = None
+    #: Check the user index on every load of a bound session (the store may
+    #: evict the index while the session lives: see ``evicts_live_records``).
+    verify_index: bool = False
     # Verified cookie values: verification is a pure function of the value
     # (and the fixed secrets), so a browser's next request skips the HMAC and
     # the key hash. Only valid values get in; bounded by clearing.

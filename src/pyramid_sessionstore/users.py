@@ -45,6 +45,7 @@ __all__ = [
     "end_user_sessions",
     "index_key",
     "invalidate_user_sessions",
+    "lists",
     "policy_of",
     "remember",
 ]
@@ -84,6 +85,12 @@ def _read(policy: Policy, key: str) -> tuple[dict[str, float], str | None]:
     except (ValueError, TypeError) as err:
         log.warning("user index %s… was unreadable and is rebuilt: %s", key[:12], err)
         return {}, record.version
+
+
+def lists(policy: Policy, userid: Any, session_key: str) -> bool:
+    """Return True if *userid*'s index lists *session_key* (one store read)."""
+    entries, _ = _read(policy, index_key(userid))
+    return session_key in entries
 
 
 def _write(policy: Policy, key: str, entries: dict[str, float], version: str | None) -> None:

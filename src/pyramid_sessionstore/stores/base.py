@@ -44,6 +44,7 @@ __all__ = [
     "as_int",
     "as_list",
     "as_seconds",
+    "evicts_live_records",
     "expires_at",
     "mask_url",
     "shown_value",
@@ -106,6 +107,18 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections and files. Idempotent."""
         ...
+
+
+def evicts_live_records(store: object) -> bool:
+    """Return True if *store* may drop unexpired records under memory pressure.
+
+    A store whose engine evicts (an LRU cache: the memory store, memcached)
+    says so with a class attribute ``evicts_live_records = True``. The user
+    index is then checked on every load of a bound session, so an evicted
+    index ends that user's sessions instead of hiding them from
+    logout-everywhere.
+    """
+    return bool(getattr(store, "evicts_live_records", False))
 
 
 @runtime_checkable

@@ -51,6 +51,7 @@ from .base import SupportsExpiry
 from .base import SupportsScan
 from .base import as_list
 from .base import as_positive_int
+from .base import evicts_live_records
 
 __all__ = ["LEASE_SECONDS", "ChainStore"]
 
@@ -142,6 +143,8 @@ class ChainStore:
         self.migrate_from = migrate_from
         self.revalidate_after = revalidate_after
         self._clock = clock
+        #: Caches may evict; the chain loses a record only when its store of record does.
+        self.evicts_live_records = evicts_live_records(self.record)
 
     def __repr__(self) -> str:
         old = "" if self.migrate_from is None else f", migrate_from={self.migrate_from!r}"

@@ -102,6 +102,8 @@ class MemcachedStore:
         no ``ignore_exc``), used instead of *servers* and not closed.
     """
 
+    #: memcached evicts live items when its memory is full (LRU).
+    evicts_live_records: ClassVar[bool] = True
     OPTIONS: ClassVar[dict[str, Converter]] = {
         "servers": _as_servers,
         "prefix": str,

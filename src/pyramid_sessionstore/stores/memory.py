@@ -42,6 +42,8 @@ class MemoryStore:
     """
 
     OPTIONS: ClassVar[dict[str, Converter]] = {"max_entries": as_int}
+    #: Past ``max_entries``, live records are evicted (see ``evicts_live_records``).
+    evicts_live_records: ClassVar[bool] = True
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
 
     def __init__(self, *, max_entries: int = 100_000, clock: Clock = time.time) -> None:
