@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .exceptions import ConfigurationError
 from .exceptions import ConflictError
 from .exceptions import MissingDependencyError
+from .exceptions import SessionBusyError
 from .exceptions import SessionStoreError
 from .exceptions import SessionTooLargeError
 from .exceptions import StoreError
@@ -28,6 +29,7 @@ __all__ = [
     "ConflictError",
     "MissingDependencyError",
     "Session",
+    "SessionBusyError",
     "SessionFactory",
     "SessionStoreError",
     "SessionTooLargeError",
