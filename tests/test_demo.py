@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyramid.interfaces import ISessionFactory
 from pyramid.paster import get_appsettings
 from webtest import TestApp
 from webtest import TestResponse
 
 from pyramid_sessionstore_demo import main
+from pyramid_sessionstore_demo.ended import COOKIE as LOGGED_IN_COOKIE
+from pyramid_sessionstore_demo.pages import ENDED
 from pyramid_sessionstore_demo.views import REMEMBER_ME
 from servers import free_port
 
@@ -104,6 +107,85 @@ def test_counter_counts_each_post(browser: TestApp) -> None:
     for expected in ("1", "2", "3"):
         home = home.forms["count"].submit().follow()
         assert home.html.find(id="counter").text == expected
+
+
+def counter_sentence(page: TestResponse) -> str:
+    return " ".join(page.html.find(id="counter").parent.text.split())
+
+
+def test_counter_says_time_for_one_and_times_otherwise(browser: TestApp) -> None:
+    home = browser.get("/")
+    assert "pressed the button 0 times in this session" in counter_sentence(home)
+    home = home.forms["count"].submit().follow()
+    assert "pressed the button 1 time in this session" in counter_sentence(home)
+    home = home.forms["count"].submit().follow()
+    assert "pressed the button 2 times in this session" in counter_sentence(home)
+
+
+def test_long_values_wrap_inside_the_page_width(browser: TestApp) -> None:
+    # A store repr with a long path and the CSRF token have no spaces: without
+    # these rules they widened the table past a 375 px screen.
+    page = browser.get("/session")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page.text
+    assert "table-layout: fixed" in page.text
+    assert "overflow-wrap: anywhere" in page.text
+
+
+def test_a_session_ended_elsewhere_is_told_once(app: Any) -> None:
+    laptop, phone = TestApp(app), TestApp(app)
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    assert laptop.cookies[LOGGED_IN_COOKIE] == "1"  # says nothing but "logged in"
+    phone.get("/").forms["logout_everywhere"].submit()
+
+    home = laptop.get("/")
+    assert ENDED in home.text
+    assert "not logged in" in home.text
+    assert LOGGED_IN_COOKIE not in laptop.cookies
+    assert ENDED not in laptop.get("/").text
+
+
+def test_a_session_whose_record_is_gone_is_told_it_ended(app: Any, browser: TestApp) -> None:
+    log_in(browser, "alice", remember=True)
+    store = app.registry.getUtility(ISessionFactory).store
+    for key in list(store.keys()):  # as an expiry or `psessions purge` would
+        store.delete(key)
+    assert ENDED in browser.get("/session").text
+    assert ENDED not in browser.get("/session").text
+
+
+def test_logging_out_here_is_not_reported_as_an_ending(browser: TestApp) -> None:
+    log_in(browser, "alice")
+    home = browser.get("/").forms["logout"].submit().follow()
+    assert "You are logged out." in home.text
+    assert ENDED not in home.text
+    assert LOGGED_IN_COOKIE not in browser.cookies
+
+
+def test_logging_out_everywhere_here_is_not_reported_as_an_ending(browser: TestApp) -> None:
+    log_in(browser, "alice")
+    home = browser.get("/").forms["logout_everywhere"].submit().follow()
+    assert "Logged out everywhere: 1 session ended." in home.text
+    assert ENDED not in home.text
+
+
+def test_a_browser_never_logged_in_is_not_told_anything_ended(browser: TestApp) -> None:
+    home = browser.get("/").forms["count"].submit().follow()
+    assert ENDED not in home.text
+    assert LOGGED_IN_COOKIE not in browser.cookies
+
+
+def test_the_logged_in_cookie_lives_as_long_as_the_session_cookie() -> None:
+    app = main({}, **{"session.secret": SECRET, "session.max_age": "3600"})
+    browser = TestApp(app)
+    form = browser.get("/login").forms["login"]
+    form["username"] = "alice"
+    headers = form.submit().headers.getall("Set-Cookie")
+    (session,) = [h for h in headers if h.startswith("session=")]
+    (marker,) = [h for h in headers if h.startswith(f"{LOGGED_IN_COOKIE}=1;")]
+    assert "Max-Age=3600" in session
+    assert "Max-Age=3600" in marker
+    assert "HttpOnly" in marker
 
 
 def test_session_page_lists_keys_values_and_metadata(browser: TestApp) -> None:

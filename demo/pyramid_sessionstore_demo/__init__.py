@@ -3,7 +3,13 @@
 Log in (the session gets a new id and is bound to the user), tick "remember
 me" (the session gets its own 30-day idle timeout), count, look inside the
 session, log out, or log out everywhere (every session of the user ends, in
-every browser). Everything is server-rendered HTML; there is no JavaScript.
+every browser, and each is told so on its next page). Everything is
+server-rendered HTML; there is no JavaScript.
+
+Where things are: routes and views are wired here, ``views.py`` does what each
+page does, ``pages.py`` writes the HTML (its ``NAV`` list is the navigation
+bar), and ``ended.py`` keeps the small cookie that tells "your session ended"
+from "you never logged in".
 
 The whole session set-up is ``config.include("pyramid_sessionstore")``: the
 ``session.*`` settings of ``development.ini`` choose the store (SQLite there)
@@ -17,8 +23,10 @@ from typing import Any
 
 from pyramid.config import Configurator
 from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.events import NewResponse
 from pyramid.exceptions import BadCSRFToken
 
+from . import ended
 from . import views
 
 __all__ = ["main"]
@@ -58,4 +66,7 @@ def main(global_config: dict[str, Any], **settings: Any) -> Any:
         )
         # A POST without the right token: a friendly page instead of a bare 400.
         config.add_view(views.bad_csrf, context=BadCSRFToken)
+        # A small cookie of the demo's own, so a browser whose session ended
+        # elsewhere (or expired) is told so.
+        config.add_subscriber(ended.track_login, NewResponse)
     return config.make_wsgi_app()

@@ -15,19 +15,34 @@ from pyramid.interfaces import ISessionFactory
 from pyramid.request import Request
 from pyramid.response import Response
 
-__all__ = ["bad_csrf", "home", "login", "session_contents"]
+from .ended import session_ended
+
+__all__ = ["ENDED", "NAV", "bad_csrf", "home", "login", "session_contents"]
+
+#: The navigation bar: (route name, label), in order.
+NAV = [
+    ("home", "Home"),
+    ("session", "What is in my session?"),
+]
+
+#: Shown once to a browser whose logged-in session is gone (see :mod:`.ended`).
+ENDED = "Your session ended (logged out elsewhere or expired)."
 
 STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto;
        padding: 0 1rem; color: #222 }
-nav { display: flex; gap: 1rem; border-bottom: 1px solid #ddd; padding-bottom: .5rem }
+nav { display: flex; flex-wrap: wrap; gap: .25rem 1rem; border-bottom: 1px solid #ddd;
+      padding-bottom: .5rem }
 nav .who { margin-left: auto; color: #555 }
+h1 { line-height: 1.2 }
 .flash { background: #e8f4e8; border: 1px solid #9c9; border-radius: 4px; padding: .5rem 1rem }
 .error { background: #fbeaea; border-color: #d99 }
+.ended { background: #fdf3dc; border-color: #dbb45c }
 form.inline { display: inline }
-table { border-collapse: collapse; width: 100% }
+table { border-collapse: collapse; width: 100%; table-layout: fixed }
+th:first-child { width: 32% }
 th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #eee;
-         padding: .25rem .5rem }
+         padding: .25rem .5rem; overflow-wrap: anywhere }
 code { background: #f4f4f4; padding: 0 .2rem }
 button { font: inherit; padding: .1rem .8rem }
 small { color: #666 }
@@ -37,6 +52,10 @@ small { color: #666 }
 def _page(request: Request, title: str, body: str, status: int = 200) -> Response:
     userid = request.session.userid
     who = "not logged in" if userid is None else f"logged in as <b>{escape(str(userid))}</b>"
+    links = "\n  ".join(f'<a href="{request.route_url(route)}">{label}</a>' for route, label in NAV)
+    ended = ""
+    if session_ended(request):
+        ended = f'<p class="flash ended" id="ended">{ENDED}</p>\n'
     html = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -47,12 +66,11 @@ def _page(request: Request, title: str, body: str, status: int = 200) -> Respons
 </head>
 <body>
 <nav>
-  <a href="{request.route_url("home")}">Home</a>
-  <a href="{request.route_url("session")}">What is in my session?</a>
+  {links}
   <span class="who">{who}</span>
 </nav>
 <h1>{escape(title)}</h1>
-{body}
+{ended}{body}
 </body>
 </html>
 """
@@ -85,7 +103,8 @@ too, on its next click.</small></p>"""
     body = f"""{flashes}
 {account}
 <h2>Counter</h2>
-<p>You pressed the button <b id="counter">{counter}</b> times in this session.
+<p>You pressed the button <b id="counter">{counter}</b> {"time" if counter == 1 else "times"}
+in this session.
 {_post_button(request, "count", "+1", "count")}</p>
 <p><small>The count is kept in the session, on the server; the cookie holds
 only a signed, random session id.</small></p>"""
