@@ -13,15 +13,20 @@ intersphinx inventories, which would need the network, so they are listed in
 from __future__ import annotations
 
 import builtins
+import importlib
+import inspect as pyinspect
 import posixpath
 import re
 import sys
 from importlib.metadata import version as _version
 from pathlib import Path
 
+from docutils import nodes
+from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.ext.autodoc.preserve_defaults import update_defvalue
 from sphinx.util import inspect
+from sphinx.util.docutils import SphinxDirective
 
 ROOT = Path(__file__).resolve().parent.parent
 # Document the work tree's package even when another copy is installed.
@@ -157,9 +162,58 @@ def _init_signature(
     return text, return_annotation
 
 
+# -- exceptions: one list, in the order of exceptions.py ---------------------
+_EXCEPTIONS_MODULE = "pyramid_sessionstore.exceptions"
+
+
+def _is_project_exception(obj: object) -> bool:
+    return (
+        isinstance(obj, type)
+        and issubclass(obj, BaseException)
+        and obj.__module__ == _EXCEPTIONS_MODULE
+    )
+
+
+class _AutoExceptions(SphinxDirective):
+    """``.. autoexceptions:: pyramid_sessionstore``: document every exception in its ``__all__``.
+
+    In the order ``exceptions.py`` defines them (the hierarchy, base first),
+    each with its bases, so an exception added to ``__all__`` appears without
+    editing ``api.md``.
+    """
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        module = importlib.import_module(self.arguments[0])
+        found = [getattr(module, name) for name in module.__all__]
+        found = sorted(filter(_is_project_exception, found), key=_source_line)
+        lines = StringList()
+        for exception in found:
+            lines.append(f".. autoexception:: {module.__name__}.{exception.__name__}", "conf.py")
+            lines.append("   :show-inheritance:", "conf.py")
+            lines.append("", "conf.py")
+        container = nodes.container()
+        self.state.nested_parse(lines, self.content_offset, container)
+        return container.children
+
+
+def _source_line(obj: type) -> int:
+    return pyinspect.getsourcelines(obj)[1]
+
+
+def _skip_exceptions(
+    app: Sphinx, what: str, name: str, obj: object, skip: bool, options: object
+) -> bool | None:
+    """Leave the exceptions out of module listings: ``autoexceptions`` lists them."""
+    return True if what == "module" and _is_project_exception(obj) else None
+
+
 def setup(app: Sphinx) -> None:
     app.connect("source-read", _demo_links_to_demo_page)
     app.connect("autodoc-process-signature", _init_signature)
+    app.connect("autodoc-skip-member", _skip_exceptions)
+    app.add_directive("autoexceptions", _AutoExceptions)
 
 
 # -- HTML -------------------------------------------------------------------
