@@ -11,7 +11,6 @@ or a terminal call ``main()`` in this process with a shared MemoryStore.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -35,14 +34,12 @@ from servers import REDIS_URL
 from servers import closed_port
 from servers import ensure_server
 
-SECRET = "psessions-test-secret-" + "x" * 48
+SECRET = "nwd-531UQMGFPQjW0sCuEAkfqZvn-7lbCLIbWfPQ6CFALY6T9K-1t9-jdw348QvV"
 PSESSIONS = shutil.which("psessions", path=os.path.dirname(sys.executable))
 TESTS_DIR = str(Path(__file__).parent)
 
 
 def _store_settings(kind: str, tmp_path: Path) -> str:
-    if importlib.util.find_spec(f"pyramid_sessionstore.stores.{kind}") is None:
-        pytest.skip(f"the {kind} store is not built yet")
     if kind == "file":
         return f"session.store = file\nsession.file.path = {tmp_path}/sessions"
     if kind == "sqlite":
@@ -195,9 +192,16 @@ def test_show_takes_an_id_that_starts_with_a_dash(file_deployment: Deployment, g
     one_line_error(result, "no session")
 
 
+def _forge(cookie: str) -> str:
+    """Return *cookie* with one character of its signature changed (always a change)."""
+    at = cookie.rindex(".") + 10
+    return cookie[:at] + ("A" if cookie[at] != "A" else "B") + cookie[at + 1 :]
+
+
 def test_show_rejects_forged_and_malformed_values(file_deployment: Deployment) -> None:
     cookie = file_deployment.session("/set?a=1")
-    forged = file_deployment.run("show", cookie[:-2] + "AA")
+    assert _forge(cookie) != cookie and _forge("x" * 44 + ".A" + "A" * 42).count("B") == 1
+    forged = file_deployment.run("show", _forge(cookie))
     assert forged.returncode == 1
     one_line_error(forged, "signed")
     garbage = file_deployment.call("show", "not-a-session")
@@ -283,6 +287,9 @@ def test_missing_app_section_is_one_line_and_exit_2(file_deployment: Deployment)
         ("session.store = rediss", "session.store"),
         ("session.store = file\nsession.file.pathh = /tmp/x", "session.file.pathh"),
         ("session.store = memory\nsession.timeout = soon", "session.timeout"),
+        ("session.store = memory\nsession.timeout = 0", "session.timeout:"),
+        ("session.store = sqlite", "session.sqlite.path is required"),
+        ("session.store = redis\nsession.secrets = changeme", "session.secrets:"),
     ],
 )
 def test_bad_setting_is_named_in_one_line_and_exit_2(
@@ -299,18 +306,21 @@ def test_unreachable_store_is_one_line_and_exit_1(tmp_path: Path) -> None:
         "stats"
     )
     assert result.returncode == 1
-    one_line_error(result, "/dev/null/x")
+    one_line_error(result, f"psessions: {deployment_ini(tmp_path)}: FileStore(", "/dev/null/x")
+
+
+def deployment_ini(tmp_path: Path) -> Path:
+    return tmp_path / "app.ini"
 
 
 def test_server_down_while_working_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    if importlib.util.find_spec("redis") is None:
-        pytest.skip("redis-py is not installed")
     url = f"redis://:sekrit@127.0.0.1:{closed_port()}/15"
     deployment = Deployment(tmp_path, f"session.store = redis\nsession.redis.url = {url}")
     result = deployment.call("stats")
     assert result.returncode == 1
-    one_line_error(result, "RedisStore(", "unavailable")
+    one_line_error(result, f"psessions: {deployment.ini}: Redis at redis://", "unavailable")
     assert "sekrit" not in result.stderr
+    assert result.stderr.count("Redis at") == 1 and "RedisStore(" not in result.stderr  # once
 
 
 def test_store_without_scan_cannot_give_stats_or_purge_all(tmp_path: Path) -> None:
@@ -392,3 +402,127 @@ def test_cookie_store_sessions_live_in_browsers(tmp_path: Path) -> None:
     purge = deployment.call("purge", "--user", "alice")
     assert purge.returncode == 1
     one_line_error(purge, "session.secret")
+
+
+# -- no traceback: a closed pipe, Ctrl-C, bad arguments, an unreadable file -----
+
+
+def _pipeline(deployment: Deployment, args: str, reader: str) -> subprocess.CompletedProcess[str]:
+    """Run ``psessions INI ARGS | READER`` in a shell; stdout is the pipeline's statuses."""
+    assert PSESSIONS is not None
+    path = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
+    script = f'"{PSESSIONS}" "{deployment.ini}" {args} | {reader}; echo "${{PIPESTATUS[@]}}"'
+    return subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_output_cut_short_by_head_is_quiet_and_exit_141(file_deployment: Deployment) -> None:
+    # 300 kB of output: far more than a pipe holds, so head -1 leaves while it writes.
+    cookie = file_deployment.session("/set?blob=" + "x" * 300_000)
+    result = _pipeline(file_deployment, f"show '{cookie}'", "head -1 >/dev/null")
+    assert result.stderr == ""
+    assert result.stdout.split() == ["141", "0"]
+
+
+def test_output_into_a_closed_pipe_is_quiet_and_exit_141(file_deployment: Deployment) -> None:
+    file_deployment.session("/set?a=1")
+    assert PSESSIONS is not None
+    path = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
+    with subprocess.Popen(
+        [PSESSIONS, str(file_deployment.ini), "stats"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path},
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # as `| true` does: nobody will read
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == 141
+    assert stderr == b""
+
+
+def test_ctrl_c_at_the_question_is_one_line_and_exit_130(
+    shared: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared.session("/set?a=1")
+
+    class Interrupted(Terminal):
+        def readline(self, size: int | None = -1) -> str:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Interrupted())
+    result = shared.call("purge", "--all")
+    assert result.returncode == 130
+    assert result.stderr.endswith("? [y/N] \npsessions: interrupted\n")
+    assert psessions_app.SHARED.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "the following arguments are required: CONFIG_URI, COMMAND"),
+        (["app.ini", "stat"], "invalid choice: 'stat'"),
+        (["app.ini", "show"], "SESSION_COOKIE_OR_ID; see psessions CONFIG_URI show --help"),
+        (["app.ini", "purge"], "one of the arguments --user --all is required"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(args: list[str], fragment: str) -> None:
+    assert PSESSIONS is not None
+    result = subprocess.run([PSESSIONS, *args], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    one_line_error(result, "psessions: ", fragment)
+    assert main(["psessions", *args]) == 2  # main() returns the code, as documented
+
+
+LOGGING_WITH_A_TYPO = """
+[loggers]
+keys = root
+[handlers]
+keys = console
+[formatters]
+keys = generic
+[logger_root]
+handlers = console
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,
+formatter = generic
+[formatter_generic]
+format = %%(message)s
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"\xff\xfe[app:main]\n", "codec can't decode"),
+        (b"[app:main]\nuse = call:psessions_app:nothere\n", "nothere"),
+        (b"[app:main]\nuse = call:no_such_module:main\n", "no_such_module"),
+        (f"[app:main]\nuse = call:psessions_app:main\n{LOGGING_WITH_A_TYPO}".encode(), "app.ini"),
+    ],
+    ids=["not-utf-8", "no-such-app", "no-such-module", "broken-logging-section"],
+)
+def test_an_unreadable_config_file_is_one_line_and_exit_2(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    deployment = Deployment(tmp_path, "session.store = memory")
+    deployment.ini.write_bytes(content)
+    result = deployment.run("stats")
+    assert result.returncode == 2
+    one_line_error(result, f"cannot load {deployment.ini}", fragment)
+
+
+def test_data_the_terminal_cannot_show_is_escaped_not_a_traceback(
+    file_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cookie = file_deployment.session("/set?who=Zo%C3%A9+%E2%9C%93")
+    monkeypatch.setenv("PYTHONIOENCODING", "ascii")
+    result = file_deployment.run("show", cookie)
+    assert result.returncode == 0, result.stderr
+    assert '"who": "Zo\\xe9 \\u2713"' in result.stdout

@@ -7,22 +7,22 @@ a setting the app would reject is rejected here too, naming the setting.
 
 It deliberately does not run the application (no ``bootstrap``): an app that
 builds its ``SessionFactory`` in code rather than from settings is not seen.
-Operator mistakes (a wrong path, a bad setting, a store that cannot do what is
-asked, an unreachable server) are one line on stderr and an exit code, never
-a traceback:
-
-- 0: done (also when there was nothing to do);
-- 1: not done: no such session, the store cannot do that, the store is
-  unreachable, or the confirmation was answered no;
-- 2: usage or configuration error (arguments, config file, settings), or
-  ``purge --all`` without ``--yes`` and nobody at a terminal to confirm.
+Operator mistakes, Ctrl-C and a reader that stops reading (``| head``) end it
+with one line on stderr (or none) and an exit code, never a traceback: 0 done
+(or nothing to do); 1 not done (no such session, the store cannot do that or
+is unreachable, not confirmed); 2 usage or configuration error; 130
+interrupted; 141 the reader of stdout went away (128 + SIGPIPE, as a shell
+reports ``git log | head``). Then stdout goes to ``os.devnull``, as the
+``signal`` docs' "Note on SIGPIPE" advises, so the last flush cannot fail.
 """
 
 from __future__ import annotations
 
 import argparse
-import configparser
+import contextlib
+import io
 import json
+import os
 import pprint
 import re
 import sys
@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from datetime import timezone
 from typing import Any
+from typing import NoReturn
 from typing import cast
 
-from plaster.exceptions import PlasterError
 from pyramid.paster import get_appsettings
 from pyramid.paster import setup_logging
 
@@ -55,6 +55,8 @@ from ..users import end_user_sessions
 __all__ = ["PSessionsCommand", "main"]
 
 OK, FAILED, USAGE = 0, 1, 2
+#: 128 + the signal number, as shells report a command a signal ended.
+INTERRUPTED, BROKEN_PIPE = 128 + 2, 128 + 13  # SIGINT, SIGPIPE (POSIX numbers)
 
 _SESSION_KEY = re.compile(r"\A[0-9a-f]{64}\Z")
 _INDEX_KEY = re.compile(r"\A[0-9a-f]{40}\Z")
@@ -74,9 +76,32 @@ def _dash_safe(args: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] = sys.argv, quiet: bool = False) -> int:
-    """Run ``psessions`` with *argv*; return the exit code."""
-    command = PSessionsCommand(argv, quiet)
-    return command.run()
+    """Run ``psessions`` with *argv*; return the exit code (see the module docstring)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):  # session data a terminal cannot show
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        try:
+            command = PSessionsCommand(argv, quiet)
+        except SystemExit as exc:  # --help, or a usage error already printed
+            return exc.code if isinstance(exc.code, int) else OK if exc.code is None else USAGE
+        code = command.run()
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"{PSessionsCommand.script_name}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _drop_stdout() -> None:
+    """Send what is left of stdout to ``os.devnull``: its reader has gone."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # not a file (tests)
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 class _Exit(Exception):
@@ -99,8 +124,16 @@ def _pretty(data: dict[str, Any]) -> str:
         return pprint.pformat(data)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        root = self.prog.split()[0]
+        self.exit(USAGE, f"{root}: {message}; see {self.prog} --help\n")
+
+
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description=textwrap.dedent(description),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -143,7 +176,8 @@ class PSessionsCommand:
     defaults to 'main'. Example: 'psessions development.ini stats'.
 
     Exit codes: 0 done (or nothing to do), 1 not done (no such session, the
-    store cannot do that or is unreachable), 2 usage or configuration error.
+    store cannot do that or is unreachable), 2 usage or configuration error,
+    130 interrupted, 141 the output pipe was closed (| head).
     """
     script_name = "psessions"
     get_appsettings = staticmethod(get_appsettings)  # testing
@@ -166,24 +200,22 @@ class PSessionsCommand:
 
     def run(self) -> int:
         """Build the session factory from the config file and run the subcommand."""
+        factory: SessionFactory | None = None
         try:
             factory = self._factory()
-        except _Exit as exc:
-            self.err(str(exc))
-            return exc.code
-        try:
             return int(getattr(self, f"_{self.args.command}")(factory))
         except _Exit as exc:
             self.err(str(exc))
             return exc.code
-        except ConfigurationError as exc:
-            self.err(str(exc))
+        except (ConfigurationError, ImportError) as exc:  # a bad setting, a missing driver
+            self.err(f"{self.args.config_uri}: {exc}")
             return USAGE
-        except StoreError as exc:  # unreachable server, unwritable path
-            self.err(f"{factory.store!r}: {exc}")
+        except StoreError as exc:  # unreachable server, unwritable path: names the store
+            self.err(f"{self.args.config_uri}: {exc}")
             return FAILED
         finally:
-            factory.store.close()
+            if factory is not None:
+                factory.store.close()
 
     def _factory(self) -> SessionFactory:
         uri = self.args.config_uri
@@ -191,16 +223,9 @@ class PSessionsCommand:
         try:
             self.setup_logging(uri, options)
             settings = self.get_appsettings(uri, options=options)
-        except (OSError, LookupError, ImportError, PlasterError, configparser.Error) as exc:
-            raise _Exit(USAGE, f"cannot load {uri}: {exc}") from exc
-        try:
-            factory = session_factory_from_settings(settings, self.args.prefix)
-        except ConfigurationError as exc:
-            raise _Exit(USAGE, f"{uri}: {exc}") from exc
-        except ImportError as exc:  # a store's driver is missing
-            raise _Exit(USAGE, f"{uri}: {exc}") from exc
-        except StoreError as exc:
-            raise _Exit(FAILED, f"{uri}: the session store is unavailable: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - what the file makes PasteDeploy or logging raise
+            raise _Exit(USAGE, f"cannot load {uri}: {str(exc) or type(exc).__name__}") from exc
+        factory = session_factory_from_settings(settings, self.args.prefix)
         if isinstance(factory.store, MemoryStore):
             self.err(
                 "warning: MemoryStore keeps sessions inside each app process;"
@@ -363,7 +388,11 @@ class PSessionsCommand:
             )
         sys.stderr.write(question)
         sys.stderr.flush()
-        answer = sys.stdin.readline()
+        try:
+            answer = sys.stdin.readline()
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")  # end the question's line before saying so
+            raise
         if not answer:
             raise _Exit(USAGE, "purge --all: refusing without confirmation (end of input)")
         if answer.strip().lower() not in {"y", "yes"}:
