@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .active import SessionInfo
+from .active import end_session
+from .active import list_user_sessions
 from .exceptions import ConfigurationError
 from .exceptions import ConflictError
 from .exceptions import MissingDependencyError
@@ -31,12 +34,15 @@ __all__ = [
     "Session",
     "SessionBusyError",
     "SessionFactory",
+    "SessionInfo",
     "SessionStoreError",
     "SessionTooLargeError",
     "StoreError",
     "StoreUnavailableError",
+    "end_session",
     "includeme",
     "invalidate_user_sessions",
+    "list_user_sessions",
     "session_factory_from_settings",
 ]
 

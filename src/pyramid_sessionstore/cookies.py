@@ -177,12 +177,17 @@ class CookieValue(NamedTuple):
 DEFAULT = object()
 
 
+def derive_key(secret: str, purpose: bytes) -> bytes:
+    """Return a 32-byte key for one *purpose* from *secret* (HMAC-SHA256, RFC 2104).
+
+    A key per purpose, so the same secret used elsewhere (the cookie store's
+    encryption, session handles) never yields the same key.
+    """
+    return hmac.new(secret.encode("utf-8"), purpose, hashlib.sha256).digest()
+
+
 def _derive(secret: str) -> bytes:
-    # A key per purpose, so the same secret used elsewhere (e.g. by the cookie
-    # store's encryption) never yields the same key.
-    return hmac.new(
-        secret.encode("utf-8"), b"pyramid_sessionstore.cookie-signature", hashlib.sha256
-    ).digest()
+    return derive_key(secret, b"pyramid_sessionstore.cookie-signature")
 
 
 class _HMAC:

@@ -40,6 +40,7 @@ from .cookie_header import CookieHeader
 from .cookie_header import vary_on_cookie
 from .cookies import CookieValue
 from .cookies import Signer
+from .cookies import derive_key
 from .exceptions import SessionBusyError
 from .exceptions import StoreUnavailableError
 from .policy import Policy
@@ -103,6 +104,13 @@ class SessionFactory:
         spend merging and retrying, with jittered backoff, before
         :class:`~pyramid_sessionstore.SessionBusyError` ends it. Writers in
         one process take turns and never lose to each other. Default: 3.0.
+    :param max_sessions_per_user: how many sessions one user may have at once;
+        binding a session beyond it ends the user's least recently active other
+        sessions. None for no limit. Default: None.
+    :param record_client: what is kept about the client when a session is
+        bound to a user, for the active-sessions list: any of ``user_agent``
+        and ``ip`` (``request.client_addr``). Default: ``("user_agent",)``: an
+        address is personal data, kept only when the application asks.
     :param import_from: a cookie store (``CookieStore``) whose cookies are
         imported: a request carrying such a cookie instead of a session id
         gets its data in a new server-side session, so moving from the cookie
@@ -131,6 +139,8 @@ class SessionFactory:
         on_store_error: str = "raise",
         conflict_timeout: float = 3.0,
         import_from: SealsCookies | None = None,
+        max_sessions_per_user: int | None = None,
+        record_client: Sequence[str] = ("user_agent",),
     ) -> None:
         if (secret is None) == (secrets is None):
             raise ValueError("give exactly one of secret= or secrets=")
@@ -167,6 +177,15 @@ class SessionFactory:
             raise ValueError(
                 f"conflict_timeout must be seconds > 0 and <= 300, not {conflict_timeout!r}"
             )
+        if max_sessions_per_user is not None and (
+            type(max_sessions_per_user) is not int or max_sessions_per_user < 1
+        ):
+            raise ValueError(
+                f"max_sessions_per_user must be a whole number >= 1 or None,"
+                f" not {max_sessions_per_user!r}"
+            )
+        if isinstance(record_client, str) or not set(record_client) <= {"user_agent", "ip"}:
+            raise ValueError(f"record_client must list user_agent and/or ip, not {record_client!r}")
         if store is None:
             from .stores.memory import MemoryStore
 
@@ -242,6 +261,9 @@ class SessionFactory:
             sealer=self.sealer,
             import_from=import_from,
             verify_index=evicts_live_records(store),
+            record_client=frozenset(record_client),
+            max_sessions_per_user=max_sessions_per_user,
+            handle_key=derive_key(all_secrets[0], b"pyramid_sessionstore.session-handle"),
         )
 
     def __repr__(self) -> str:

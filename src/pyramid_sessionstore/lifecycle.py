@@ -31,6 +31,7 @@ from typing import Any
 from pyramid.exceptions import BadCSRFOrigin
 from pyramid.exceptions import BadCSRFToken
 
+from . import active
 from . import users
 from . import writes
 from .cookies import DEFAULT
@@ -249,16 +250,19 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
     now = time.time()
     if session._key is None:
         data_bytes = policy.serializer.dumps(session._data)
+        client = active.client_entry(policy, request) if session._userid is not None else None
         if session._moved_from is not None:
-            if not writes.move(policy, session, data_bytes, now):
+            if not writes.move(policy, session, data_bytes, now, client):
                 return  # ended in another request meanwhile: leave it ended
         else:
             writes.create(policy, session, data_bytes, now)
             if session._userid is not None:
-                users.remember(policy, session._userid, session._key)  # type: ignore[arg-type]
+                users.remember(policy, session._userid, session._key, client)  # type: ignore[arg-type]
         for key in session._ended:
             store.delete(key)
         policy.cookie.set(response, policy.cookie_value(session))
+        if session._userid is not None and policy.max_sessions_per_user is not None:
+            active.enforce_cap(policy, session._userid, session._key)  # type: ignore[arg-type]
         return
     changed = _changed_bytes(policy, session)
     if changed is None:

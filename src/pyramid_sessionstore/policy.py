@@ -59,6 +59,13 @@ class Policy:
     #: Check the user index on every load of a bound session (the store may
     #: evict the index while the session lives: see ``evicts_live_records``).
     verify_index: bool = False
+    #: What is kept about a client when its session is bound to a user:
+    #: a subset of ``{"user_agent", "ip"}``.
+    record_client: frozenset[str] = frozenset({"user_agent"})
+    #: Sessions a user may have at once; None for no limit.
+    max_sessions_per_user: int | None = None
+    #: Key of the HMAC that names a session in the active-sessions list.
+    handle_key: bytes = b""
     # Verified cookie values: verification is a pure function of the value
     # (and the fixed secrets), so a browser's next request skips the HMAC and
     # the key hash. Only valid values get in; bounded by clearing.

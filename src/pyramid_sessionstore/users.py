@@ -13,6 +13,10 @@ never giving up silently. Ending sessions deletes every listed record
 *before* the index is rewritten, so a session bound meanwhile makes the
 rewrite fail, and the next round ends it too.
 
+Each entry keeps what the active-sessions page shows that the session
+record does not: when the session was bound, and, as ``session.record_client``
+says, the client's user agent and address (:mod:`.active` reads them).
+
 The index never expires by itself (a session refreshed on every load can
 outlive any fixed expiry). It is bounded instead: past ``MAX_SESSIONS`` keys
 the oldest are dropped, and with ``max_lifetime`` set, keys older than it.
@@ -24,6 +28,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -43,10 +48,12 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_SESSIONS",
     "end_user_sessions",
+    "forget",
     "index_key",
     "invalidate_user_sessions",
     "lists",
     "policy_of",
+    "read_index",
     "remember",
 ]
 
@@ -73,7 +80,25 @@ def policy_of(owner: Any) -> Policy:
     return policy
 
 
-def _read(policy: Policy, key: str) -> tuple[dict[str, float], str | None]:
+#: One session in a user's index: ``b`` when it was bound (Unix seconds), and
+#: optionally ``ua`` (user agent) and ``ip`` (client address).
+Entry = dict[str, Any]
+
+
+def _entry(value: Any) -> Entry:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"b": float(value)}  # written by 0.1: the bind time alone
+    if type(value) is not dict or not isinstance(value.get("b"), (int, float)):
+        raise ValueError(f"bad entry {value!r:.60}")
+    return {k: v for k, v in value.items() if k in ("b", "ua", "ip")}
+
+
+def read_index(policy: Policy, userid: Any) -> tuple[dict[str, Entry], str | None]:
+    """Return *userid*'s index entries by session key, and the index version."""
+    return _read(policy, index_key(userid))
+
+
+def _read(policy: Policy, key: str) -> tuple[dict[str, Entry], str | None]:
     record = policy.store.load(key, policy.max_lifetime)
     if record is None:
         return {}, None
@@ -81,7 +106,7 @@ def _read(policy: Policy, key: str) -> tuple[dict[str, float], str | None]:
         entries = json.loads(record.data)
         if type(entries) is not dict:
             raise ValueError("not an object")
-        return {str(k): float(v) for k, v in entries.items()}, record.version
+        return {str(k): _entry(v) for k, v in entries.items()}, record.version
     except (ValueError, TypeError) as err:
         log.warning("user index %s… was unreadable and is rebuilt: %s", key[:12], err)
         return {}, record.version
@@ -89,11 +114,10 @@ def _read(policy: Policy, key: str) -> tuple[dict[str, float], str | None]:
 
 def lists(policy: Policy, userid: Any, session_key: str) -> bool:
     """Return True if *userid*'s index lists *session_key* (one store read)."""
-    entries, _ = _read(policy, index_key(userid))
-    return session_key in entries
+    return session_key in read_index(policy, userid)[0]
 
 
-def _write(policy: Policy, key: str, entries: dict[str, float], version: str | None) -> None:
+def _write(policy: Policy, key: str, entries: dict[str, Entry], version: str | None) -> None:
     if not entries:
         if version is not None:
             # Compare-and-set to empty, then delete: a plain delete could drop
@@ -117,39 +141,67 @@ def _busy(policy: Policy, key: str, budget: Budget, what: str) -> SessionBusyErr
     )
 
 
-def remember(policy: Policy, userid: Any, session_key: str) -> None:
-    """Add *session_key* to *userid*'s index.
+def remember(policy: Policy, userid: Any, session_key: str, client: Entry | None = None) -> int:
+    """Add *session_key* to *userid*'s index, with what is known of its *client*.
+
+    Return how many sessions the index lists now.
 
     :raises SessionBusyError: when the index stayed contended for ``conflict_timeout``.
     """
+
+    def add(entries: dict[str, Entry]) -> dict[str, Entry]:
+        now = time.time()
+        entries[session_key] = {"b": now, **(client or {})}
+        if policy.max_lifetime is not None:
+            horizon = now - policy.max_lifetime
+            entries = {k: e for k, e in entries.items() if e["b"] > horizon}
+        if len(entries) > MAX_SESSIONS:
+            newest = sorted(entries.items(), key=lambda kv: float(kv[1]["b"]))[-MAX_SESSIONS:]
+            entries = dict(newest)
+        return entries
+
+    return len(_change(policy, userid, add, "record a session"))
+
+
+def forget(policy: Policy, userid: Any, session_keys: set[str]) -> None:
+    """Remove *session_keys* from *userid*'s index (they ended).
+
+    :raises SessionBusyError: when the index stayed contended for ``conflict_timeout``.
+    """
+
+    def drop(entries: dict[str, Entry]) -> dict[str, Entry]:
+        return {k: e for k, e in entries.items() if k not in session_keys}
+
+    _change(policy, userid, drop, "forget a session")
+
+
+def _change(
+    policy: Policy,
+    userid: Any,
+    change: Callable[[dict[str, Entry]], dict[str, Entry]],
+    what: str,
+) -> dict[str, Entry]:
+    """Apply *change* to *userid*'s index with compare-and-set; return the new entries."""
     key = index_key(userid)
     budget = Budget(policy.conflict_timeout)
     try:
         with KEY_LOCKS.hold(key, budget.left()):
-            _remember(policy, key, session_key, budget)
+            while True:
+                budget.attempt()
+                entries, version = _read(policy, key)
+                changed = change(dict(entries))
+                if changed == entries:
+                    return entries
+                try:
+                    _write(policy, key, changed, version)
+                    return changed
+                except ConflictError:
+                    pass
+                if budget.spent():
+                    raise _busy(policy, key, budget, what)
+                budget.pause()
     except LockTimeout:
-        raise _busy(policy, key, budget, "record a session") from None
-
-
-def _remember(policy: Policy, key: str, session_key: str, budget: Budget) -> None:
-    while True:
-        budget.attempt()
-        entries, version = _read(policy, key)
-        now = time.time()
-        entries[session_key] = now
-        if policy.max_lifetime is not None:
-            horizon = now - policy.max_lifetime
-            entries = {k: t for k, t in entries.items() if t > horizon}
-        if len(entries) > MAX_SESSIONS:
-            entries = dict(sorted(entries.items(), key=lambda kv: kv[1])[-MAX_SESSIONS:])
-        try:
-            _write(policy, key, entries, version)
-            return
-        except ConflictError:
-            pass
-        if budget.spent():
-            raise _busy(policy, key, budget, "record a session")
-        budget.pause()
+        raise _busy(policy, key, budget, what) from None
 
 
 def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) -> int:

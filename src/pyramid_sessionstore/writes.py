@@ -208,7 +208,13 @@ def update(policy: Policy, session: Session, data_bytes: bytes, now: float) -> b
     return True
 
 
-def move(policy: Policy, session: Session, data_bytes: bytes, now: float) -> bool:
+def move(
+    policy: Policy,
+    session: Session,
+    data_bytes: bytes,
+    now: float,
+    client: dict[str, Any] | None = None,
+) -> bool:
     """Move *session* from the record it was loaded from to a new id.
 
     Return False (nothing written) when the old record ended in another
@@ -231,7 +237,7 @@ def move(policy: Policy, session: Session, data_bytes: bytes, now: float) -> boo
     assert session._key is not None
     try:
         if session._userid is not None:
-            users.remember(policy, session._userid, session._key)
+            users.remember(policy, session._userid, session._key, client)
     except Exception:
         _undo_move(policy, session, old_key, tombstone)
         raise

@@ -38,6 +38,7 @@ __all__ = [
     "SealsCookies",
     "Store",
     "SupportsExpiry",
+    "SupportsPeek",
     "SupportsScan",
     "as_bool",
     "as_float",
@@ -106,6 +107,25 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections and files. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsPeek(Protocol):
+    """A store that can read a record without refreshing its expiry.
+
+    Used to list a user's active sessions (``list_user_sessions``): reading
+    another device's session must not extend it, and its expiry tells when it
+    was last active.
+    """
+
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record of *key* and when it expires, or None when there is none.
+
+        The expiry is absolute Unix time in seconds, or None when the record
+        does not expire or the engine cannot tell (memcached). Never
+        refreshes the expiry, never raises for a missing key.
+        """
         ...
 
 

@@ -93,6 +93,12 @@ class MemoryStore:
                 self._entries.popitem(last=False)
             return version
 
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record of *key* and its expiry (Unix seconds), leaving both alone."""
+        with self._lock:
+            entry = self._live(key, self._clock())
+            return None if entry is None else (Record(entry.data, entry.version), entry.expires)
+
     def touch(self, key: str, ttl: int | None) -> bool:
         with self._lock:
             entry = self._live(key, now := self._clock())
