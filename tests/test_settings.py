@@ -53,6 +53,8 @@ def test_every_factory_option_converts_from_a_string() -> None:
         set_on_exception="no",
         on_store_error="fresh",
         conflict_timeout="0.5",
+        max_sessions_per_user="3",
+        record_client="user_agent ip",
     )
     assert (factory.cookie_name, factory.max_age, factory.path) == ("sid", 3600, "/app")
     assert (factory.domain, factory.secure, factory.httponly) == ("example.com", True, False)
@@ -60,6 +62,10 @@ def test_every_factory_option_converts_from_a_string() -> None:
     assert (factory.reissue_time, factory.set_on_exception) == (60, False)
     assert (factory.on_store_error, factory.conflict_timeout) == ("fresh", 0.5)
     assert isinstance(factory.serializer, MsgpackSerializer)
+    policy = factory.policy
+    assert policy.max_sessions_per_user == 3
+    assert policy.record_client == frozenset({"user_agent", "ip"})
+    assert build(max_sessions_per_user="none", record_client="").policy.record_client == frozenset()
 
 
 def test_settings_table_covers_every_factory_keyword() -> None:
@@ -105,6 +111,8 @@ BAD_SETTINGS = [
     ("session.serializer", "pyramid_sessionstore.stores.memory:MemoryStore"),
     ("session.import_from", "memory"),
     ("session.samesite", "none"),
+    ("session.max_sessions_per_user", "0"),
+    ("session.record_client", "cookies"),
 ]
 
 

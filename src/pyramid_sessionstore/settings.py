@@ -30,7 +30,9 @@ from .factory import SessionFactory
 from .serializers import serializer_by_name
 from .stores.base import SealsCookies
 from .stores.base import as_bool
+from .stores.base import as_list
 from .stores.base import as_positive_float
+from .stores.base import as_positive_int
 from .stores.base import as_seconds
 from .stores.registry import BUILTIN_STORES
 from .stores.registry import DOTTED_OPTIONS_SECTION
@@ -58,6 +60,19 @@ def _at_least_one_second(value: Any) -> int | None:
     if seconds == 0:
         raise ValueError("expected seconds >= 1 or none (0 would end every session at once)")
     return seconds
+
+
+def _count_or_none(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in {"", "none", "null"}:
+        return None
+    return as_positive_int(value)
+
+
+def _record_client(value: Any) -> list[str]:
+    words = [word.lower() for word in as_list(value)]
+    if not set(words) <= {"user_agent", "ip"}:
+        raise ValueError("expected user_agent and/or ip (or nothing)")
+    return words
 
 
 def _samesite(value: Any) -> str | None:
@@ -112,6 +127,8 @@ FACTORY_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "set_on_exception": as_bool,
     "on_store_error": _choice("raise", "fresh"),
     "conflict_timeout": as_positive_float,
+    "max_sessions_per_user": _count_or_none,
+    "record_client": _record_client,
 }
 
 # Settings that are not factory options but are read here.
