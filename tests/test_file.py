@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +23,7 @@ from embedded_workers import Zygote
 from embedded_workers import is_intact
 from embedded_workers import payload
 from pyramid_sessionstore.exceptions import ConfigurationError
+from pyramid_sessionstore.exceptions import ConflictError
 from pyramid_sessionstore.exceptions import StoreUnavailableError
 from pyramid_sessionstore.stores import FileStore
 from pyramid_sessionstore.stores import Store
@@ -116,6 +121,25 @@ def test_directory_replaced_by_a_file_raises_unavailable_on_use(tmp_path: Path) 
     os.rename(tmp_path / "s", tmp_path / "moved")
     (tmp_path / "s").write_text("not a directory")
     for call in (store.delete_expired, store.count):
+        with pytest.raises(StoreUnavailableError, match=str(tmp_path / "s")):
+            call()
+
+
+@pytest.mark.parametrize("shard_depth", [0, 1, 2])
+def test_directory_replaced_by_a_file_is_unavailable_not_a_miss(
+    tmp_path: Path, shard_depth: int
+) -> None:
+    store = FileStore(path=tmp_path / "s", shard_depth=shard_depth)
+    key = new_key()
+    store.save(key, b"x", 60, None)
+    os.rename(tmp_path / "s", tmp_path / "moved")
+    (tmp_path / "s").write_text("not a directory")
+    for call in (
+        lambda: store.load(key, 60),
+        lambda: store.touch(key, 60),
+        lambda: store.save(key, b"y", 60, None),
+        lambda: store.delete(key),
+    ):
         with pytest.raises(StoreUnavailableError, match=str(tmp_path / "s")):
             call()
 
@@ -222,6 +246,196 @@ def test_corrupt_record_counts_as_absent_on_create(store: FileStore) -> None:
     corrupt_foreign(record_file(store, key))
     version = store.save(key, b"fresh", 60, None)
     assert store.load(key, 60) == (b"fresh", version)
+
+
+def corrupt_nan_expiry(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[8:16] = struct.pack("<d", math.nan)  # the expiry is outside the checksum
+    path.write_bytes(bytes(data))
+
+
+def test_a_nan_expiry_is_corrupt_not_immortal(store: FileStore, clock: FakeClock) -> None:
+    key, other = new_key(), new_key()
+    for k in (key, other):
+        store.save(k, b"x", 60, None)
+        corrupt_nan_expiry(record_file(store, k))
+    assert store.count() == 0
+    assert store.load(key, 60) is None and not record_file(store, key).exists()
+    clock.now += 10**6
+    assert store.delete_expired() == 1 and not record_file(store, other).exists()
+
+
+# -- things that are not record files (issue 10, item 9) ---------------------------
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory beside the store, with a file, that the store must never touch."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"not the store's")
+    return outside
+
+
+def untouched(outside: Path) -> bool:
+    return [p.name for p in outside.iterdir()] == ["precious"] and (
+        outside / "precious"
+    ).read_bytes() == b"not the store's"
+
+
+def make_empty_directory(path: Path, outside: Path) -> None:
+    path.mkdir()
+
+
+def make_full_directory(path: Path, outside: Path) -> None:
+    (path / "sub").mkdir(parents=True)
+    (path / "sub" / "file").write_bytes(b"x")
+    (path / "link").symlink_to(outside)  # rmtree removes the link, not what it points to
+
+
+def make_fifo(path: Path, outside: Path) -> None:
+    os.mkfifo(path)
+
+
+def make_socket(path: Path, outside: Path) -> None:
+    cwd = os.getcwd()
+    os.chdir(path.parent)  # a socket's path is limited to about 100 bytes
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(path.name)
+    finally:
+        os.chdir(cwd)
+
+
+def make_dangling_symlink(path: Path, outside: Path) -> None:
+    path.symlink_to(outside / "nothing")
+
+
+def make_symlink_to_a_file(path: Path, outside: Path) -> None:
+    path.symlink_to(outside / "precious")
+
+
+def make_symlink_to_a_record(path: Path, outside: Path) -> None:
+    """A symlink to a valid record file outside the store: still never followed."""
+    key = new_key()
+    FileStore(path=outside / "other").save(key, b"elsewhere", 60, None)
+    path.symlink_to(next((outside / "other").rglob(key)))
+
+
+def make_symlink_to_a_directory(path: Path, outside: Path) -> None:
+    path.symlink_to(outside)
+
+
+NOT_FILES = [
+    make_empty_directory,
+    make_full_directory,
+    make_fifo,
+    make_socket,
+    make_dangling_symlink,
+    make_symlink_to_a_file,
+    make_symlink_to_a_record,
+    make_symlink_to_a_directory,
+]
+
+
+@pytest.fixture(params=NOT_FILES, ids=lambda f: f.__name__[5:])
+def not_a_file(request: pytest.FixtureRequest, store: FileStore, outside: Path) -> Iterator[str]:
+    """Return a key whose record path holds something that is not a record file."""
+    key = new_key()
+    path = record_file(store, key)
+    path.parent.mkdir(parents=True)
+    request.param(path, outside)
+    before = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    yield key
+    assert {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()} == before
+
+
+def test_not_a_file_at_a_record_path_is_logged_removed_and_a_miss(
+    store: FileStore, caplog: pytest.LogCaptureFixture, not_a_file: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pyramid_sessionstore.security"):
+        assert store.load(not_a_file, 60) is None
+    assert f"removed {record_file(store, not_a_file)}: corrupt record, or not a file" in caplog.text
+    assert not os.path.lexists(record_file(store, not_a_file))
+    assert store.load(not_a_file, 60) is None
+
+
+def test_not_a_file_at_a_record_path_is_never_touched_nor_updated(
+    store: FileStore, not_a_file: str
+) -> None:
+    assert store.touch(not_a_file, 60) is False
+    with pytest.raises(ConflictError):
+        store.save(not_a_file, b"mine", 60, "00" * 16)
+    assert store.count() == 0 and list(store.keys()) == []
+
+
+def test_a_create_replaces_what_is_not_a_file(store: FileStore, not_a_file: str) -> None:
+    version = store.save(not_a_file, b"fresh", 60, None)
+    assert store.load(not_a_file, 60) == (b"fresh", version)
+    assert record_file(store, not_a_file).is_file()
+    assert not record_file(store, not_a_file).is_symlink()
+
+
+def test_delete_removes_what_is_not_a_file(store: FileStore, not_a_file: str) -> None:
+    store.delete(not_a_file)
+    assert not os.path.lexists(record_file(store, not_a_file))
+
+
+def test_delete_expired_removes_what_is_not_a_file(
+    store: FileStore, not_a_file: str, outside: Path
+) -> None:
+    assert store.delete_expired() == 1
+    assert not os.path.lexists(record_file(store, not_a_file))
+
+
+@pytest.mark.parametrize("maker", NOT_FILES, ids=lambda f: f.__name__[5:])
+def test_not_a_file_at_a_lock_path_is_removed_by_the_next_write(
+    store: FileStore, outside: Path, maker: Any
+) -> None:
+    key = new_key()
+    lock = Path(f"{record_file(store, key)}.lock")
+    lock.parent.mkdir(parents=True)
+    maker(lock, outside)
+    before = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    version = store.save(key, b"x", 60, None)
+    assert store.load(key, 60) == (b"x", version)
+    assert not os.path.lexists(lock)
+    assert {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_a_shard_that_is_not_a_directory_is_replaced_by_the_next_write(
+    store: FileStore, outside: Path, depth: int, kind: str
+) -> None:
+    key = new_key()
+    shard = record_file(store, key).parents[2 - depth]
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "file":
+        shard.write_bytes(b"not a directory")
+    else:
+        shard.symlink_to(outside, target_is_directory=True)  # would lead out of the store
+    assert store.load(key, 60) is None and store.touch(key, 60) is False
+    store.delete(key)
+    version = store.save(key, b"x", 60, None)
+    assert store.load(key, 60) == (b"x", version)
+    assert shard.is_dir() and not shard.is_symlink() and untouched(outside)
+    assert store.delete_expired() == 0 and list(store.keys()) == [key]
+
+
+def test_gc_and_keys_never_reach_through_a_symlinked_shard(store: FileStore, outside: Path) -> None:
+    elsewhere = FileStore(path=outside / "other", shard_depth=0)
+    elsewhere.save(new_key(), b"another store's record", 60, None)
+    (outside / "other" / "notes").write_bytes(b"a file without a dot, not a record")
+    key = new_key()
+    shard = record_file(store, key).parent
+    shard.parent.mkdir(parents=True)
+    shard.symlink_to(outside / "other", target_is_directory=True)
+    before = sorted((p.name, p.read_bytes()) for p in outside.rglob("*") if p.is_file())
+    assert store.count() <= 1  # a valid record seen through the link is not touched
+    assert store.delete_expired() == 0
+    assert sorted((p.name, p.read_bytes()) for p in outside.rglob("*") if p.is_file()) == before
+    assert not shard.is_symlink()  # replaced by a directory of the store's own
 
 
 def test_delete_expired_removes_corrupt_records_and_leftovers(

@@ -6,7 +6,8 @@ temp file in the same directory, fsynced, renamed over the record: a reader, or
 a writer killed mid-write, sees the old record or the new one, never a torn one.
 Compare-and-set holds a lock per key (``flock`` on ``<key>.lock`` behind a
 striped thread lock). ``load`` and ``touch`` rewrite the expiry in place with
-one ``pwrite``, not fsynced.
+one ``pwrite``, not fsynced. Anything at a record's path that is not a record
+file is a miss and is removed; no path is followed through a symlink.
 
 Not for network filesystems nor many machines (use ``redis`` or ``sql``); does
 not expire anything by itself (run ``psessions gc``)."""
@@ -16,11 +17,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
-import logging
 import math
 import os
 import re
 import secrets
+import stat
 import struct
 import tempfile
 import threading
@@ -31,6 +32,13 @@ from typing import Any
 from typing import ClassVar
 
 from ..exceptions import ConflictError
+from ._file_records import HEADER
+from ._file_records import MAGIC
+from ._file_records import NOT_A_FILE
+from ._file_records import open_entry
+from ._file_records import peek
+from ._file_records import read_head
+from ._file_records import remove
 from .base import Clock
 from .base import Converter
 from .base import Record
@@ -40,9 +48,6 @@ from .base import as_int
 
 __all__ = ["FileStore"]
 
-security_log = logging.getLogger("pyramid_sessionstore.security")
-_MAGIC = b"PSSF\x01\x00\x00\x00"  # format name, format version 1, reserved
-_HEADER = struct.Struct("<8sd16sQI4x")  # magic, expires (inf: never), version, length, crc32
 _KEY = re.compile(r"[0-9a-z_-]{1,200}\Z")  # a file name, even on case-insensitive disks
 
 
@@ -61,12 +66,8 @@ class FileStore:
     :param clock: returns the current Unix time; tests pass a fake one.
     """
 
-    OPTIONS: ClassVar[dict[str, Converter]] = {
-        "path": str,
-        "mode": _as_mode,
-        "shard_depth": as_int,
-        "fsync": as_bool,
-    }
+    OPTIONS: ClassVar[dict[str, Converter]] = {"path": str, "mode": _as_mode}
+    OPTIONS |= {"shard_depth": as_int, "fsync": as_bool}
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"clock"})
     #: Temp files older than this (seconds) were left by a dead writer; gc removes them.
     TEMP_MAX_AGE: ClassVar[float] = 300.0
@@ -101,15 +102,28 @@ class FileStore:
         parts = [key[2 * i : 2 * i + 2].ljust(2, "_") for i in range(self.shard_depth)]
         return os.path.join(self.path, *parts, key)
 
+    def _shards(self, path: str) -> None:
+        """Make the shard directories of *path*; anything else in their place is removed."""
+        for depth in range(self.shard_depth, 0, -1):
+            shard = path.rsplit(os.sep, depth)[0]
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(shard, 0o700)
+            if not stat.S_ISDIR(os.lstat(shard).st_mode):  # a symlink would lead out of the store
+                remove(shard, "not a shard directory")
+                os.mkdir(shard, 0o700)
+
     @contextlib.contextmanager
     def _locked(self, key: str, path: str) -> Iterator[None]:
         """Hold the lock of *key*; its lock file exists only while held (or its holder died)."""
         with self._thread_locks[hash(key) & 63]:
-            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            self._shards(path)
             while True:
-                with open(f"{path}.lock", "ab") as lock:  # closing it releases the flock
+                if (fd := open_entry(f"{path}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND)) < 0:
+                    remove(f"{path}.lock", "not a lock file")  # so no one's lock
+                    continue
+                with open(fd, "ab") as lock:  # closing it releases the flock
                     fcntl.flock(lock, fcntl.LOCK_EX)
-                    if os.fstat(lock.fileno()).st_nlink:  # else the last holder unlinked it
+                    if os.fstat(fd).st_nlink:  # else the last holder unlinked it
                         try:
                             yield
                         finally:
@@ -119,25 +133,26 @@ class FileStore:
     def _refresh(self, key: str, ttl: int | None, read: bool) -> Record | None:
         """Set a live record to expire *ttl* from now; return it (with its data if *read*)."""
         path = self._file(key)
-        with contextlib.suppress(FileNotFoundError), open(path, "r+b", buffering=0) as file:
-            fd = file.fileno()
-            head, data = _head(fd), b""
+        if (fd := open_entry(path, os.O_RDWR)) < 0:
+            if fd == NOT_A_FILE:
+                with self._locked(key, path):
+                    remove(path, "corrupt record, or not a file", fd)
+            return None
+        with open(fd, "r+b", buffering=0):
+            head, data = read_head(fd), b""
             if head is not None and read:
-                data = os.pread(fd, head[2], _HEADER.size)
+                data = os.pread(fd, head[2], HEADER.size)
                 if len(data) != head[2] or zlib.crc32(data, zlib.crc32(head[1])) != head[3]:
                     head = None
             if head is None:  # remove it, unless a writer replaced it meanwhile
-                with self._locked(key, path), contextlib.suppress(FileNotFoundError):
-                    if os.path.samestat(os.fstat(fd), os.stat(path)):
-                        security_log.warning("FileStore: removed corrupt record file %s", path)
-                        os.unlink(path)
+                with self._locked(key, path):
+                    remove(path, "corrupt record, or not a file", fd)
                 return None
             if head[0] <= (now := self._clock()):
                 return None
             expires = math.inf if ttl is None else now + ttl
             os.pwrite(fd, struct.pack("<d", expires), 8)  # the header's expiry, in place
             return Record(data, head[1].hex())
-        return None
 
     def load(self, key: str, ttl: int | None) -> Record | None:
         with self._guard:
@@ -146,17 +161,19 @@ class FileStore:
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         path = self._file(key)
         with self._guard, self._locked(key, path):
-            (expires, stored), now = _peek(path), self._clock()  # corrupt counts as absent
+            (expires, stored), now = peek(path), self._clock()  # corrupt counts as absent
             current = stored if expires > now else None
             if current != expected_version:
                 raise ConflictError(f"{key[:12]}... at {current!r}, not {expected_version!r}", self)
+            if expires == -math.inf:  # rename cannot replace a directory
+                remove(path, "corrupt record, or not a file")
             version, expires = secrets.token_bytes(16), math.inf if ttl is None else now + ttl
             crc = zlib.crc32(data, zlib.crc32(version))
             tmp = f"{path}.{secrets.token_hex(4)}.tmp"
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
                 with open(fd, "wb") as out:
-                    out.write(_HEADER.pack(_MAGIC, expires, version, len(data), crc))
+                    out.write(HEADER.pack(MAGIC, expires, version, len(data), crc))
                     out.write(data)
                     out.flush()
                     if self.fsync:
@@ -175,9 +192,10 @@ class FileStore:
     def delete(self, key: str) -> None:
         path = self._file(key)
         with self._guard, contextlib.suppress(FileNotFoundError):
-            os.lstat(path)  # a missing record needs no lock (and no lock file)
+            with contextlib.suppress(NotADirectoryError):  # a shard is not one: the lock repairs it
+                os.lstat(path)  # a missing record needs no lock (and no lock file)
             with self._locked(key, path):
-                os.unlink(path)
+                remove(path, None)
 
     def close(self) -> None:
         """Nothing to release: no file stays open between calls."""
@@ -195,45 +213,26 @@ class FileStore:
                 name = os.path.basename(path)
                 if name.endswith(".tmp"):
                     with contextlib.suppress(FileNotFoundError):
-                        if os.stat(path).st_mtime < time.time() - self.TEMP_MAX_AGE:
-                            os.unlink(path)
+                        if os.lstat(path).st_mtime < time.time() - self.TEMP_MAX_AGE:
+                            remove(path, None)
                 elif name.endswith(".lock"):  # its holder died, or is about to let go
                     with self._locked(name[:-5], path[:-5]):
                         pass  # then unlinks it
-                elif "." not in name and _peek(path, math.inf)[0] <= now:
+                elif "." not in name and peek(path, math.inf)[0] <= now:
                     with self._locked(name, path):
-                        expires = _peek(path, math.inf)[0]  # again, now that no one writes
+                        expires = peek(path, math.inf)[0]  # again, now that no one writes
                         if expires == -math.inf:
-                            security_log.warning("FileStore: removed corrupt record file %s", path)
-                        if expires <= now:
+                            remove(path, "corrupt record, or not a file")
+                        elif expires <= now:
                             os.unlink(path)
-                            removed += 1
+                        removed += expires <= now
         return removed
 
     def keys(self) -> Iterator[str]:
         now = self._clock()
         with self._guard:
             names = [(p, os.path.basename(p)) for p in self._paths()]
-            return iter([n for p, n in names if "." not in n and _peek(p)[0] > now])
+            return iter([n for p, n in names if "." not in n and peek(p)[0] > now])
 
     def count(self) -> int:
         return sum(1 for _ in self.keys())
-
-
-def _head(fd: int) -> tuple[float, bytes, int, int] | None:
-    """Return (expires, version, length, crc) of the record at *fd*; None when malformed."""
-    header = os.pread(fd, _HEADER.size, 0).ljust(_HEADER.size, b"\0")  # short: bad magic or size
-    magic, expires, version, length, crc = _HEADER.unpack(header)
-    if magic != _MAGIC or _HEADER.size + length != os.fstat(fd).st_size:
-        return None
-    return expires, version, length, crc
-
-
-def _peek(path: str, missing: float = -math.inf) -> tuple[float, str]:
-    """Return (expires, version) at *path*: expires is -inf when malformed, *missing* when gone."""
-    try:
-        with open(path, "rb", buffering=0) as file:
-            head = _head(file.fileno())
-    except FileNotFoundError:
-        return missing, ""
-    return (-math.inf, "") if head is None else (head[0], head[1].hex())
