@@ -18,7 +18,7 @@ from pyramid_sessionstore import SessionFactory
 from pyramid_sessionstore import end_session
 from pyramid_sessionstore import invalidate_user_sessions
 from pyramid_sessionstore import list_user_sessions
-from pyramid_sessionstore.users import index_key
+from pyramid_sessionstore.users import index_keys
 from stores import SERVER_SIDE_KINDS
 from stores import build
 from stores import drop
@@ -72,8 +72,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     kind = str(request.param)
     store = build(kind, tmp_path)
     yield store
+    policy = SessionFactory(SECRET, store=store).policy
     for user in ("ann", "bob"):
-        store.delete(index_key(user))
+        for key in index_keys(policy, user):
+            store.delete(key)
     drop(kind, store)
 
 

@@ -85,9 +85,9 @@ def test_set_timeout_validates() -> None:
 def test_bind_user_on_stored_session_regenerates_id() -> None:
     s = Session({"a": 1}, session_id="i" * 43, key="k" * 64, version="1")
     s.bind_user("alice")
-    assert s.userid == "alice" and s._key is None and s._moved_from == ("k" * 64, "1")
+    assert s.userid == "alice" and s._key is None and s._moved_from == ("k" * 64, "1", "i" * 43)
     s.bind_user("alice")
-    assert s._moved_from == ("k" * 64, "1")
+    assert s._moved_from == ("k" * 64, "1", "i" * 43)
     with pytest.raises(TypeError):
         s.bind_user(["alice"])
 

@@ -31,7 +31,6 @@ from pyramid.interfaces import ISessionFactory
 
 from . import users
 from .exceptions import ConfigurationError
-from .payload import decode
 from .payload import is_tombstone
 from .stores.base import SupportsPeek
 
@@ -107,22 +106,19 @@ def _inspect(
     if peeked is None or is_tombstone(peeked[0].data):
         return None
     record, expires = peeked
-    try:
-        header, _ = decode(record.data)
-    except ValueError:
+    owned = policy.owned_by(record.data, userid)
+    if owned is None:
         return None
-    if header.userid != userid:
-        return None
-    last = header.written
-    ttl = policy.cap_ttl(policy.idle_timeout(header.timeout), header.created)
+    created, last, own_timeout = owned
+    ttl = policy.cap_ttl(policy.idle_timeout(own_timeout), created)
     if expires is not None and ttl is not None:
         last = max(last, expires - ttl)  # the last load that refreshed the expiry
-    return float(header.created), last
+    return float(created), last
 
 
 def _live(policy: Policy, userid: Any) -> dict[str, tuple[float, float, users.Entry]]:
     """Return *userid*'s live sessions by key; forget the ones that ended."""
-    entries, _ = users.read_index(policy, userid)
+    entries = users.read_index(policy, userid)
     live: dict[str, tuple[float, float, users.Entry]] = {}
     ended: set[str] = set()
     for key, entry in entries.items():
@@ -174,7 +170,7 @@ def end_session(request: Request, userid: Any, handle: str) -> bool:
     policy = _policy(request, "end_session")
     if not isinstance(handle, str):
         return False
-    entries, _ = users.read_index(policy, userid)
+    entries = users.read_index(policy, userid)
     key = next(
         (k for k in entries if hmac.compare_digest(handle_of(policy, userid, k), handle)), None
     )

@@ -41,9 +41,11 @@ from .cookie_header import vary_on_cookie
 from .cookies import CookieValue
 from .cookies import Signer
 from .cookies import derive_key
+from .exceptions import MissingDependencyError
 from .exceptions import SessionBusyError
 from .exceptions import StoreUnavailableError
 from .policy import Policy
+from .sealing import RecordSealer
 from .serializers import JSONSerializer
 from .serializers import Serializer
 from .serializers import check as json_check
@@ -111,6 +113,11 @@ class SessionFactory:
         bound to a user, for the active-sessions list: any of ``user_agent``
         and ``ip`` (``request.client_addr``). Default: ``("user_agent",)``: an
         address is personal data, kept only when the application asks.
+    :param encrypt: seal each record with AES-GCM under a key derived (HKDF)
+        from its session id and the secret, so a dump of the store, even with
+        the application's secrets, opens no session without its cookie. Needs
+        the ``cryptography`` package (``[cookie]`` extra). Records written
+        before are read either way, so switching logs nobody out. Default: False.
     :param import_from: a cookie store (``CookieStore``) whose cookies are
         imported: a request carrying such a cookie instead of a session id
         gets its data in a new server-side session, so moving from the cookie
@@ -141,6 +148,7 @@ class SessionFactory:
         import_from: SealsCookies | None = None,
         max_sessions_per_user: int | None = None,
         record_client: Sequence[str] = ("user_agent",),
+        encrypt: bool = False,
     ) -> None:
         if (secret is None) == (secrets is None):
             raise ValueError("give exactly one of secret= or secrets=")
@@ -264,6 +272,11 @@ class SessionFactory:
             record_client=frozenset(record_client),
             max_sessions_per_user=max_sessions_per_user,
             handle_key=derive_key(all_secrets[0], b"pyramid_sessionstore.session-handle"),
+            encrypt=encrypt,
+            records=_record_sealer(all_secrets, required=encrypt),
+            index_salts=tuple(
+                derive_key(s, b"pyramid_sessionstore.user-index") for s in all_secrets
+            ),
         )
 
     def __repr__(self) -> str:
@@ -330,6 +343,16 @@ class SessionFactory:
     def cookie_value(self, session: Session) -> str:
         """Return the signed cookie value of a stored *session*."""
         return self.policy.cookie_value(session)
+
+
+def _record_sealer(secrets: Sequence[str], *, required: bool) -> RecordSealer | None:
+    """Return the record sealer, or None when ``cryptography`` is missing and not *required*."""
+    try:
+        return RecordSealer(secrets)
+    except MissingDependencyError:
+        if required:
+            raise
+        return None
 
 
 def _check_for(serializer: Serializer) -> Any:

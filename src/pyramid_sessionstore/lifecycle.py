@@ -35,6 +35,7 @@ from . import active
 from . import users
 from . import writes
 from .cookies import DEFAULT
+from .exceptions import MissingDependencyError
 from .exceptions import StoreUnavailableError
 from .payload import CorruptPayloadError
 from .payload import decode
@@ -116,10 +117,12 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         security_log.info("session cookie names an unknown or expired session")
         return None
     try:
-        header, data_bytes = decode(record.data)
+        header, data_bytes = policy.unpack(verified.session_id, record.data)
         data = policy.serializer.loads(data_bytes)
         if type(data) is not dict:
             raise CorruptPayloadError("session data is not a dict")
+    except MissingDependencyError:
+        raise
     except Exception as err:  # noqa: BLE001 - any serializer's failure on stored bytes
         security_log.warning("corrupt session record %s… deleted: %s", key[:12], err)
         policy.store.delete(key)

@@ -21,7 +21,16 @@ import struct
 from typing import Any
 from typing import NamedTuple
 
-__all__ = ["TOMBSTONE", "CorruptPayloadError", "Header", "decode", "encode", "is_tombstone"]
+__all__ = [
+    "TOMBSTONE",
+    "CorruptPayloadError",
+    "Header",
+    "decode",
+    "decode_userid",
+    "encode",
+    "encode_userid",
+    "is_tombstone",
+]
 
 MAGIC = b"PSS\x01"
 _FIXED = struct.Struct("<4sqdiH")
@@ -49,7 +58,8 @@ class Header(NamedTuple):
     timeout: int | None = None
 
 
-def _encode_userid(userid: Any) -> bytes:
+def encode_userid(userid: Any) -> bytes:
+    """Return the stored form of a user id (``s`` + UTF-8, ``i`` + digits, or empty)."""
     if userid is None:
         return b""
     if type(userid) is str:
@@ -59,9 +69,26 @@ def _encode_userid(userid: Any) -> bytes:
     raise TypeError(f"userid must be a str or int, not {type(userid).__name__}")
 
 
+def decode_userid(raw: bytes) -> Any:
+    """Return the user id stored as *raw* (see :func:`encode_userid`).
+
+    :raises CorruptPayloadError: when *raw* is not one.
+    """
+    if not raw:
+        return None
+    try:
+        if raw[:1] == b"s":
+            return raw[1:].decode("utf-8")
+        if raw[:1] == b"i":
+            return int(raw[1:].decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CorruptPayloadError(f"bad userid: {err}") from err
+    raise CorruptPayloadError("bad userid tag")
+
+
 def encode(header: Header, data: bytes) -> bytes:
     """Return the stored form of a session with *header* and serialized *data*."""
-    userid = _encode_userid(header.userid)
+    userid = encode_userid(header.userid)
     timeout = _NO_TIMEOUT if header.timeout is None else header.timeout
     fixed = _FIXED.pack(MAGIC, header.created, header.written, timeout, len(userid))
     return b"".join((fixed, userid, data))
@@ -86,17 +113,6 @@ def decode(payload: bytes) -> tuple[Header, bytes]:
     end = start + userid_len
     if len(payload) < end:
         raise CorruptPayloadError("truncated record")
-    userid: Any = None
-    if userid_len:
-        raw = payload[start:end]
-        try:
-            if raw[:1] == b"s":
-                userid = raw[1:].decode("utf-8")
-            elif raw[:1] == b"i":
-                userid = int(raw[1:].decode("ascii"))
-            else:
-                raise CorruptPayloadError("bad userid tag")
-        except (UnicodeDecodeError, ValueError) as err:
-            raise CorruptPayloadError(f"bad userid: {err}") from err
+    userid = decode_userid(payload[start:end])
     own_timeout = None if timeout == _NO_TIMEOUT else timeout
     return Header(created, written, userid, own_timeout), payload[end:]

@@ -18,6 +18,14 @@ from typing import Any
 
 from .cookies import CookieValue
 from .cookies import store_key
+from .exceptions import missing_dependency
+from .payload import CorruptPayloadError
+from .payload import Header
+from .payload import decode
+from .payload import encode
+from .sealing import RecordSealer
+from .sealing import is_sealed
+from .sealing import read_header
 
 if TYPE_CHECKING:
     from .cookie_header import CookieHeader
@@ -66,6 +74,54 @@ class Policy:
     max_sessions_per_user: int | None = None
     #: Key of the HMAC that names a session in the active-sessions list.
     handle_key: bytes = b""
+    #: Seal records written from now on (``encrypt``); sealed records are
+    #: read whatever this says, so switching it logs nobody out.
+    encrypt: bool = False
+    #: Seals and opens records; None without the ``cryptography`` package.
+    records: RecordSealer | None = None
+    #: Keys (one per secret, newest first) of the HMAC naming user indexes.
+    index_salts: tuple[bytes, ...] = ()
+
+    def pack(self, session_id: str | None, header: Header, data: bytes) -> bytes:
+        """Return the stored form of a session: sealed under its id with ``encrypt``."""
+        if self.encrypt and session_id is not None and self.records is not None:
+            return self.records.seal(session_id, header, data)
+        return encode(header, data)
+
+    def unpack(self, session_id: str | None, payload: bytes) -> tuple[Header, bytes]:
+        """Return the header and serialized data of a stored session, sealed or not.
+
+        :raises CorruptPayloadError: when the record is not a session, or a
+            sealed one does not authenticate under *session_id*.
+        :raises MissingDependencyError: for a sealed record without ``cryptography``.
+        """
+        if not is_sealed(payload):
+            return decode(payload)
+        if self.records is None:
+            raise missing_dependency("reading encrypted session records", "cryptography", "cookie")
+        if session_id is None:
+            raise CorruptPayloadError("a sealed record needs its session id")
+        return self.records.open(session_id, payload)
+
+    def owned_by(self, payload: bytes, userid: Any) -> tuple[int, float, int | None] | None:
+        """Return (created, written, own timeout) of a stored session bound to *userid*.
+
+        Reads only what a record shows without its id. None when the record is
+        not a session of *userid* (or not a session at all).
+        """
+        try:
+            if is_sealed(payload):
+                clear = read_header(payload)
+                if self.records is None or clear.user_tag not in self.records.tags_of(userid):
+                    return None
+                return clear.created, clear.written, clear.timeout
+            header, _ = decode(payload)
+        except CorruptPayloadError:
+            return None
+        if header.userid != userid:
+            return None
+        return header.created, header.written, header.timeout
+
     # Verified cookie values: verification is a pure function of the value
     # (and the fixed secrets), so a browser's next request skips the HMAC and
     # the key hash. Only valid values get in; bounded by clearing.

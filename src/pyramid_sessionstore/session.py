@@ -98,9 +98,9 @@ class Session:
         self._exposed = False
         # Keys of records this request ended (invalidate): deleted at the end.
         self._ended: list[str] = []
-        # (key, version) of the record this session is moving away from
+        # (key, version, id) of the record this session is moving away from
         # (regenerate_id): moved at the end only if still at that version.
-        self._moved_from: tuple[str, str | None] | None = None
+        self._moved_from: tuple[str, str | None, str | None] | None = None
         # The serializer's value check, run at assignment.
         self._check = check
         self._userid = userid
@@ -265,7 +265,7 @@ class Session:
         """
         self._writable()
         if self._key is not None:
-            self._moved_from = (self._key, self._version)
+            self._moved_from = (self._key, self._version, self._id)
         self._id = self._key = self._version = None
         self._dirty = True
 

@@ -25,6 +25,7 @@ the oldest are dropped, and with ``max_lifetime`` set, keys older than it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -40,6 +41,7 @@ from .contention import LockTimeout
 from .exceptions import ConfigurationError
 from .exceptions import ConflictError
 from .exceptions import SessionBusyError
+from .payload import encode_userid
 from .policy import Policy
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ __all__ = [
     "end_user_sessions",
     "forget",
     "index_key",
+    "index_keys",
     "invalidate_user_sessions",
     "lists",
     "policy_of",
@@ -64,9 +67,25 @@ MAX_SESSIONS = 1000
 
 
 def index_key(userid: Any) -> str:
-    """Return the store key of *userid*'s index (40 hex digits)."""
+    """Return the key 0.1 kept *userid*'s index under (40 hex digits, unsalted).
+
+    Indexes are written under :func:`index_keys`' first key now; this one is
+    still read, so sessions bound before the upgrade are found.
+    """
     raw = f"pyramid_sessionstore.user\x00{userid}".encode()
     return hashlib.blake2b(raw, digest_size=20).hexdigest()
+
+
+def index_keys(policy: Policy, userid: Any) -> list[str]:
+    """Return the store keys *userid*'s index may be under, the one written first.
+
+    Each is a 40-hex-digit HMAC of the user id under a key derived from one of
+    the secrets (newest first), so a store dump does not tell which index
+    belongs to a guessable user id; the unsalted key of 0.1 comes last.
+    """
+    raw = b"pyramid_sessionstore.user\x00" + encode_userid(userid)
+    keyed = [hmac.new(salt, raw, hashlib.sha256).hexdigest()[:40] for salt in policy.index_salts]
+    return [*keyed, index_key(userid)]
 
 
 def policy_of(owner: Any) -> Policy:
@@ -93,9 +112,23 @@ def _entry(value: Any) -> Entry:
     return {k: v for k, v in value.items() if k in ("b", "ua", "ip")}
 
 
-def read_index(policy: Policy, userid: Any) -> tuple[dict[str, Entry], str | None]:
-    """Return *userid*'s index entries by session key, and the index version."""
-    return _read(policy, index_key(userid))
+def read_index(policy: Policy, userid: Any) -> dict[str, Entry]:
+    """Return *userid*'s index entries by session key (from every key it may be under)."""
+    keys = index_keys(policy, userid)
+    entries, _ = _read(policy, keys[0])
+    return {**_read_others(policy, keys)[0], **entries}
+
+
+def _read_others(policy: Policy, keys: list[str]) -> tuple[dict[str, Entry], list[str]]:
+    """Return the entries under every key but the first, and the keys that held some."""
+    found: dict[str, Entry] = {}
+    held = []
+    for key in keys[1:]:
+        entries, version = _read(policy, key)
+        if version is not None:
+            found.update(entries)
+            held.append(key)
+    return found, held
 
 
 def _read(policy: Policy, key: str) -> tuple[dict[str, Entry], str | None]:
@@ -113,8 +146,11 @@ def _read(policy: Policy, key: str) -> tuple[dict[str, Entry], str | None]:
 
 
 def lists(policy: Policy, userid: Any, session_key: str) -> bool:
-    """Return True if *userid*'s index lists *session_key* (one store read)."""
-    return session_key in read_index(policy, userid)[0]
+    """Return True if *userid*'s index lists *session_key* (one store read, usually)."""
+    keys = index_keys(policy, userid)
+    if session_key in _read(policy, keys[0])[0]:
+        return True
+    return session_key in _read_others(policy, keys)[0]
 
 
 def _write(policy: Policy, key: str, entries: dict[str, Entry], version: str | None) -> None:
@@ -181,19 +217,27 @@ def _change(
     change: Callable[[dict[str, Entry]], dict[str, Entry]],
     what: str,
 ) -> dict[str, Entry]:
-    """Apply *change* to *userid*'s index with compare-and-set; return the new entries."""
-    key = index_key(userid)
+    """Apply *change* to *userid*'s index with compare-and-set; return the new entries.
+
+    Entries still under an older key (another secret, or 0.1's) move to the
+    first key on the way.
+    """
+    keys = index_keys(policy, userid)
+    key = keys[0]
     budget = Budget(policy.conflict_timeout)
     try:
         with KEY_LOCKS.hold(key, budget.left()):
+            older, held = _read_others(policy, keys)
             while True:
                 budget.attempt()
                 entries, version = _read(policy, key)
-                changed = change(dict(entries))
-                if changed == entries:
+                changed = change({**older, **entries})
+                if changed == entries and not held:
                     return entries
                 try:
                     _write(policy, key, changed, version)
+                    for old in held:
+                        policy.store.delete(old)
                     return changed
                 except ConflictError:
                     pass
@@ -222,20 +266,23 @@ def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) ->
             "cannot end sessions kept in browser cookies (session.store = cookie):"
             " there is no server-side record to delete"
         )
-    key = index_key(userid)
+    keys = index_keys(policy, userid)
     budget = Budget(policy.conflict_timeout)
     try:
-        with KEY_LOCKS.hold(key, budget.left()):
-            return _end(policy, key, except_key, budget)
+        with KEY_LOCKS.hold(keys[0], budget.left()):
+            return _end(policy, keys, except_key, budget)
     except LockTimeout:
-        raise _busy(policy, key, budget, "end sessions") from None
+        raise _busy(policy, keys[0], budget, "end sessions") from None
 
 
-def _end(policy: Policy, key: str, except_key: str | None, budget: Budget) -> int:
+def _end(policy: Policy, keys: list[str], except_key: str | None, budget: Budget) -> int:
     ended: set[str] = set()
+    key = keys[0]
+    older, held = _read_others(policy, keys)
     while True:
         budget.attempt()
         entries, version = _read(policy, key)
+        entries = {**older, **entries}
         keep = {k: t for k, t in entries.items() if k == except_key}
         for session_key in entries:
             if session_key in keep or session_key in ended:
@@ -245,6 +292,8 @@ def _end(policy: Policy, key: str, except_key: str | None, budget: Budget) -> in
             policy.store.delete(session_key)
         try:
             _write(policy, key, keep, version)
+            for old in held:
+                policy.store.delete(old)
             return len(ended)
         except ConflictError:
             pass  # a session was bound meanwhile: end it too

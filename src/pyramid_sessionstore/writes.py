@@ -39,8 +39,6 @@ from .exceptions import ConflictError
 from .exceptions import SessionBusyError
 from .payload import TOMBSTONE
 from .payload import Header
-from .payload import decode
-from .payload import encode
 from .payload import is_tombstone
 
 if TYPE_CHECKING:
@@ -66,11 +64,12 @@ def header_of(session: Session, now: float) -> Header:
 
 def create(policy: Policy, session: Session, data_bytes: bytes, now: float) -> None:
     """Store *session* under a new id (create-only); set its id, key and version."""
-    payload = encode(header_of(session, now), data_bytes)
+    header = header_of(session, now)
     ttl = policy.ttl_of(session)
     for _ in range(3):  # a collision of 256-bit ids does not happen; be safe anyway
         session_id = new_session_id()
         key = store_key(session_id)
+        payload = policy.pack(session_id, header, data_bytes)
         try:
             session._version = policy.store.save(key, payload, ttl, None)
         except ConflictError:
@@ -92,12 +91,14 @@ def own_changes(policy: Policy, session: Session) -> _Changes:
     return sets, [k for k in loaded if k not in current]
 
 
-def _merge(policy: Policy, session: Session, record: Record, changes: _Changes) -> bytes:
+def _merge(
+    policy: Policy, session: Session, session_id: str | None, record: Record, changes: _Changes
+) -> bytes:
     """Put this request's *changes* on top of *record*; return the merged data bytes.
 
     Raises whatever decoding a corrupt record raises (the caller ends the session).
     """
-    header, their_bytes = decode(record.data)
+    header, their_bytes = policy.unpack(session_id, record.data)
     merged = policy.serializer.loads(their_bytes)
     if type(merged) is not dict:
         raise ValueError("session data is not a dict")
@@ -135,6 +136,7 @@ def _contended(
     policy: Policy,
     session: Session,
     key: str,
+    session_id: str | None,
     data_bytes: bytes,
     write: Callable[[bytes, str | None], str],
 ) -> str | None:
@@ -149,7 +151,7 @@ def _contended(
     budget = Budget(policy.conflict_timeout)
     try:
         with KEY_LOCKS.hold(key, budget.left()):
-            return _retry(policy, session, key, data_bytes, write, budget)
+            return _retry(policy, session, key, session_id, data_bytes, write, budget)
     except LockTimeout:
         raise _busy(policy, key, budget) from None
 
@@ -158,6 +160,7 @@ def _retry(
     policy: Policy,
     session: Session,
     key: str,
+    session_id: str | None,
     data_bytes: bytes,
     write: Callable[[bytes, str | None], str],
     budget: Budget,
@@ -181,7 +184,7 @@ def _retry(
         if changes is None:
             changes = own_changes(policy, session)
         try:
-            data_bytes = _merge(policy, session, record, changes)
+            data_bytes = _merge(policy, session, session_id, record, changes)
         except Exception as err:  # noqa: BLE001 - any decoder's failure on stored bytes
             security_log.warning("corrupt session record %s… deleted: %s", key[:12], err)
             policy.store.delete(key)
@@ -196,12 +199,12 @@ def update(policy: Policy, session: Session, data_bytes: bytes, now: float) -> b
     assert key is not None
 
     def write(data: bytes, version: str | None) -> str:
-        payload = encode(header_of(session, now), data)
+        payload = policy.pack(session._id, header_of(session, now), data)
         new_version = policy.store.save(key, payload, policy.ttl_of(session), version)
         session._loaded_bytes, session._written = data, now
         return new_version
 
-    version = _contended(policy, session, key, data_bytes, write)
+    version = _contended(policy, session, key, session._id, data_bytes, write)
     if version is None:
         return False
     session._version = version
@@ -221,7 +224,7 @@ def move(
     request before the move finished.
     """
     assert session._moved_from is not None
-    old_key, session._version = session._moved_from
+    old_key, session._version, old_id = session._moved_from
     store = policy.store
     claimed: list[bytes] = []
 
@@ -230,7 +233,7 @@ def move(
         claimed.append(data)
         return new_version
 
-    tombstone = _contended(policy, session, old_key, data_bytes, claim)
+    tombstone = _contended(policy, session, old_key, old_id, data_bytes, claim)
     if tombstone is None:
         return False
     create(policy, session, claimed[-1], now)
