@@ -55,6 +55,7 @@ def test_every_factory_option_converts_from_a_string() -> None:
         conflict_timeout="0.5",
         max_sessions_per_user="3",
         record_client="user_agent ip",
+        encrypt="true",
     )
     assert (factory.cookie_name, factory.max_age, factory.path) == ("sid", 3600, "/app")
     assert (factory.domain, factory.secure, factory.httponly) == ("example.com", True, False)
@@ -65,6 +66,7 @@ def test_every_factory_option_converts_from_a_string() -> None:
     policy = factory.policy
     assert policy.max_sessions_per_user == 3
     assert policy.record_client == frozenset({"user_agent", "ip"})
+    assert policy.encrypt is True and build().policy.encrypt is False
     assert build(max_sessions_per_user="none", record_client="").policy.record_client == frozenset()
 
 
@@ -113,6 +115,7 @@ BAD_SETTINGS = [
     ("session.samesite", "none"),
     ("session.max_sessions_per_user", "0"),
     ("session.record_client", "cookies"),
+    ("session.encrypt", "maybe"),
 ]
 
 

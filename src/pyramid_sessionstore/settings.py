@@ -129,6 +129,7 @@ FACTORY_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "conflict_timeout": as_positive_float,
     "max_sessions_per_user": _count_or_none,
     "record_client": _record_client,
+    "encrypt": as_bool,
 }
 
 # Settings that are not factory options but are read here.
