@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import pickle
 import shutil
 import socket
 import subprocess
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
+import pymemcache.serde
 import pytest
 from pymemcache.client.base import Client
+from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 
 from pyramid_sessionstore.exceptions import ConfigurationError
@@ -267,6 +272,38 @@ def test_foreign_value_is_deleted_with_a_warning(
     assert raw(servers[0]).get(store.prefix + key) is None
 
 
+def test_foreign_value_with_flags_is_deleted_never_deserialized(
+    store: MemcachedStore, servers: list[str], raw: Callable[[str], Client]
+) -> None:
+    key = new_key()
+    pickled = pickle.dumps(("not", "ours"))
+    raw(servers[0]).set(store.prefix + key, pickled, flags=1)  # pymemcache's pickle flag
+    assert store.load(key, 60) is None
+    assert raw(servers[0]).get(store.prefix + key) is None
+
+
+def test_a_client_that_would_deserialize_values_is_refused(servers: list[str]) -> None:
+    host, port = servers[0].rsplit(":", 1)
+    for client in (
+        Client((host, int(port)), serde=pymemcache.serde.pickle_serde),
+        PooledClient((host, int(port)), deserializer=lambda key, value, flags: value),
+    ):
+        with pytest.raises(ValueError, match="serde"):
+            MemcachedStore(client=client)
+    plain = Client((host, int(port)), serializer=lambda key, value: (value, 0))
+    MemcachedStore(client=plain).close()  # a serializer alone changes nothing read back
+
+
+def test_a_version_that_is_not_a_cas_value_is_a_conflict(store: MemcachedStore) -> None:
+    key = new_key()
+    version = store.save(key, b"x", 60, None)
+    for bogus in ("0", "9" * 30, str(2**64), "\u00b2", "\u0663", "12 34", "\ud800", ""):
+        with pytest.raises(ConflictError):
+            store.save(key, b"y", 60, bogus)
+    assert store.load(key, 60) == (b"x", version)
+    store.delete(key)
+
+
 def test_too_large_record_names_the_server_limit(store: MemcachedStore) -> None:
     with pytest.raises(SessionTooLargeError) as info:
         store.save(new_key(), b"x" * (1 << 20), 60, None)
@@ -307,6 +344,79 @@ def test_keys_spread_over_servers_and_never_move(
             assert store.load(key, 60) == (key.encode(), versions[key])
             store.delete(key)
     store.close()
+
+
+# -- fork (issue 10, item 11) -----------------------------------------------------
+
+ROUNDS = 300
+
+
+def hammer(store: MemcachedStore, key: str, tag: bytes, rounds: int = ROUNDS) -> None:
+    """Update *key* *rounds* times by compare-and-set, checking each reply is *key*'s own."""
+    for n in range(rounds):
+        record = store.load(key, 60)
+        assert record is not None and record.data == tag + b"%d" % n, (tag, n, record)
+        assert store.save(key, tag + b"%d" % (n + 1), 60, record.version) != record.version
+
+
+def in_child(work: Callable[[], None]) -> int:
+    """Fork; run *work* in the child, which exits 0 when it returned; return the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            work()
+            code = 0
+        except BaseException:
+            traceback.print_exc()  # then exit 1: never back into the parent's test run
+            raise
+        finally:
+            os._exit(code)
+    return pid
+
+
+@pytest.mark.parametrize("given", [None, "client", "pooled-client"])
+def test_forked_children_never_share_the_parents_connections(
+    servers: list[str], given: str | None
+) -> None:
+    host, port = servers[0].rsplit(":", 1)
+    client = {
+        None: None,
+        "client": Client((host, int(port)), default_noreply=False, timeout=5),
+        "pooled-client": PooledClient((host, int(port)), default_noreply=False, timeout=5),
+    }[given]
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    store = MemcachedStore(servers=servers, prefix=prefix, timeout=5, client=client)
+    keys = [new_key() for _ in range(4)]
+    tags = [b"process-%d:" % n for n in range(4)]
+    for key, tag in zip(keys, tags, strict=True):
+        store.save(key, tag + b"0", 60, None)  # the parent holds a connection now
+    children = [in_child(functools.partial(hammer, store, keys[n], tags[n])) for n in range(1, 4)]
+    hammer(store, keys[0], tags[0])  # at the same time, on the parent's connection
+    assert [os.waitpid(pid, 0)[1] for pid in children] == [0, 0, 0]
+    # Every write landed, and the parent's connections still work.
+    for key, tag in zip(keys, tags, strict=True):
+        record = store.load(key, 60)
+        assert record is not None and record.data == tag + b"%d" % ROUNDS
+        store.delete(key)
+    store.close()
+    if client is not None:
+        client.close()
+
+
+def test_a_child_that_closes_the_store_leaves_the_parents_connections_open(
+    store: MemcachedStore,
+) -> None:
+    key = new_key()
+    version = store.save(key, b"parent", 60, None)
+    (pooled,) = store._clients.values()
+    sockets = [one.sock for one in pooled.client_pool.free]
+    assert sockets and all(sockets)
+    child = in_child(store.close)
+    assert os.waitpid(child, 0)[1] == 0
+    assert [one.sock for one in pooled.client_pool.free] == sockets
+    assert store.load(key, 60) == (b"parent", version)  # on the same connection
+    assert [one.sock for one in pooled.client_pool.free] == sockets
 
 
 # -- errors --------------------------------------------------------------------

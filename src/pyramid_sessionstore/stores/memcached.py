@@ -19,7 +19,9 @@ another server, where a logged-out session could come back. Needs memcached
 from __future__ import annotations
 
 import logging
-import time
+import os
+import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 from typing import ClassVar
@@ -43,6 +45,12 @@ try:
     from pymemcache.client.base import normalize_server_spec
     from pymemcache.client.rendezvous import RendezvousHash
 
+    from ._memcached_commands import close_inherited
+    from ._memcached_commands import exptime
+    from ._memcached_commands import gats
+    from ._memcached_commands import meta_set
+    from ._memcached_commands import reads_bytes
+
     # Down, timed out, closed mid-reply, pool exhausted (RuntimeError), errors it reports.
     _ERRORS: tuple[type[Exception], ...] = (pymemcache.MemcacheError, OSError, RuntimeError)
 except ImportError:  # the OPTIONS table stays readable without the driver
@@ -54,8 +62,7 @@ __all__ = ["MemcachedStore"]
 security = logging.getLogger("pyramid_sessionstore.security")
 
 _MARK = b"pss\x01"
-#: memcached reads an expiry over 30 days as an absolute Unix time.
-_MONTH = 30 * 24 * 3600
+_CAS = re.compile(r"[0-9]{1,20}\Z")  # memcached's CAS values are 64-bit unsigned integers
 
 
 def _as_servers(value: Any) -> list[str]:
@@ -79,15 +86,6 @@ def _as_optional_int(value: Any) -> int | None:
     return number
 
 
-def _exptime(ttl: int | None) -> int:
-    """Return memcached's expiry for *ttl* seconds: 0 never, -1 now, > 30 days absolute."""
-    if ttl is None:
-        return 0
-    if ttl <= 0:
-        return -1  # not 0, which would mean "never"
-    return ttl if ttl <= _MONTH else int(time.time()) + ttl
-
-
 class MemcachedStore:
     """Keep records in memcached; the version is the CAS value.
 
@@ -104,14 +102,9 @@ class MemcachedStore:
 
     #: memcached evicts live items when its memory is full (LRU).
     evicts_live_records: ClassVar[bool] = True
-    OPTIONS: ClassVar[dict[str, Converter]] = {
-        "servers": _as_servers,
-        "prefix": str,
-        "connect_timeout": as_float,
-        "timeout": as_float,
-        "no_delay": as_bool,
-        "max_pool_size": _as_optional_int,
-    }
+    OPTIONS: ClassVar[dict[str, Converter]] = {"servers": _as_servers, "prefix": str}
+    OPTIONS |= {"connect_timeout": as_float, "timeout": as_float, "no_delay": as_bool}
+    OPTIONS |= {"max_pool_size": _as_optional_int}
     CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"client"})
 
     def __init__(
@@ -133,26 +126,30 @@ class MemcachedStore:
             raise ValueError("connect_timeout, timeout: expected seconds > 0")
         self.servers, self.prefix, self._owned = _as_servers(list(servers)), prefix, client is None
         self._where = "memcached at " + " ".join(self.servers)
+        self._pid, self._fork_lock = os.getpid(), threading.Lock()
+        # default_noreply=False: a write must say whether it happened.
+        self._options: dict[str, Any] = {"connect_timeout": connect_timeout, "timeout": timeout}
+        self._options |= {"no_delay": no_delay, "max_pool_size": max_pool_size}
+        self._options |= {"default_noreply": False}
         if client is not None:
             if not isinstance(client, (Client, PooledClient)) or client.ignore_exc:
                 raise ValueError("client: a pymemcache Client or PooledClient without ignore_exc")
+            if not reads_bytes(client):
+                raise ValueError("client: without a serde or deserializer (the store keeps bytes)")
             self._where = f"memcached at {client.server} (the client given)"
-            self._clients: dict[str, Any] = {"given": client}
-        else:
-            options: dict[str, Any] = {"connect_timeout": connect_timeout, "timeout": timeout}
-            options.update(no_delay=no_delay, max_pool_size=max_pool_size)
-            # default_noreply=False: a write must say whether it happened.
-            self._clients = {
-                s: PooledClient(normalize_server_spec(s), default_noreply=False, **options)
-                for s in self.servers
-            }
+        self._clients: dict[str, Any] = {"given": client} if client else self._connect()
         self._ring = RendezvousHash(list(self._clients)) if len(self._clients) > 1 else None
 
     def __repr__(self) -> str:
         return f"MemcachedStore({self._where}, prefix={self.prefix!r})"
 
+    def _connect(self) -> dict[str, Any]:
+        return {s: PooledClient(normalize_server_spec(s), **self._options) for s in self.servers}
+
     def _client(self, name: str) -> Any:
         """Return the client of the server that holds *name*."""
+        if self._pid != os.getpid():
+            self._forked()
         if self._ring is None:
             return next(iter(self._clients.values()))
         return self._clients[self._ring.get_node(name)]
@@ -168,7 +165,7 @@ class MemcachedStore:
         name = self.prefix + key
         client = self._client(name)
         try:
-            found = _gats(client, name.encode(), _exptime(ttl))
+            found = gats(client, name.encode(), exptime(ttl))
         except _ERRORS as err:
             raise self._error(err, "load") from err
         if found is None:
@@ -186,15 +183,13 @@ class MemcachedStore:
         client = self._client(name)
         if expected_version is None:
             mode = b"ME"  # add: only when the key is missing (or expired)
-        elif expected_version.isdigit() and expected_version.isascii():
+        elif _CAS.match(expected_version) and int(expected_version) < 1 << 64:
             mode = b"C" + expected_version.encode()  # only at this CAS value
         else:
             raise ConflictError(f"record {key[:12]}… has no version {expected_version!r}", self)
         value = _MARK + data
-        full = client.key_prefix + name.encode()
-        command = b"ms %s %d T%d %s c\r\n%s" % (full, len(value), _exptime(ttl), mode, value)
         try:
-            reply = client.raw_command(command, b"\r\n").split()
+            reply = meta_set(client, name.encode(), value, exptime(ttl), mode)
         except _ERRORS as err:
             if b"too large" in str(err).encode() and isinstance(err, pymemcache.MemcacheError):
                 raise self._too_large(client, key, len(value)) from err
@@ -218,7 +213,7 @@ class MemcachedStore:
     def touch(self, key: str, ttl: int | None) -> bool:
         name = self.prefix + key
         try:
-            return bool(self._client(name).touch(name, _exptime(ttl), noreply=False))
+            return bool(self._client(name).touch(name, exptime(ttl), noreply=False))
         except _ERRORS as err:
             raise self._error(err, "touch") from err
 
@@ -231,20 +226,23 @@ class MemcachedStore:
 
     def close(self) -> None:
         """Close the pooled connections (not those of a client given by the caller)."""
+        if self._pid != os.getpid():
+            self._forked()
         if self._owned:
             for client in self._clients.values():
                 client.close()
 
+    def _forked(self) -> None:
+        """Close this process's copies of the sockets inherited through fork, and build new pools.
 
-def _gats(client: Any, key: bytes, exptime: int) -> tuple[Any, bytes] | None:
-    """Run ``gats``: return (value, cas) of *key* and set its expiry, or None.
-
-    pymemcache 4 has no ``gat``/``gats``; its own fetch loop (the one ``gets``
-    uses) sends the command and reads the ``VALUE ... cas`` reply by length,
-    so binary values are safe.
-    """
-    if isinstance(client, PooledClient):
-        with client.client_pool.get_and_release(destroy_on_fail=True) as one:
-            return _gats(one, key, exptime)
-    found = client._fetch_cmd(b"gats %d" % exptime, [key], True, key_prefix=client.key_prefix)
-    return found.get(key)  # type: ignore[no-any-return]
+        Both processes reading one socket would get each other's replies; closing a copy
+        leaves the parent's connection open. A given client is kept: it reconnects.
+        """
+        with self._fork_lock:
+            if self._pid == os.getpid():
+                return  # another thread did it
+            for client in self._clients.values():
+                close_inherited(client)
+            if self._owned:
+                self._clients = self._connect()
+            self._pid = os.getpid()

@@ -1,0 +1,73 @@
+"""How MemcachedStore's commands reach memcached through pymemcache, and what survives a fork.
+
+pymemcache 4 has no ``gats`` and no meta commands: :func:`gats` runs its own
+fetch loop (the one ``gets`` uses, reading the value by its length, so binary
+values are safe) and :func:`meta_set` sends ``ms`` as a raw command, whose
+reply carries the new CAS value. :func:`close_inherited` closes a process's
+copies of the sockets a client held when the process was forked.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pymemcache.client.base import PooledClient
+from pymemcache.serde import LegacyWrappingSerde
+
+__all__ = ["close_inherited", "exptime", "gats", "meta_set", "reads_bytes"]
+
+#: memcached reads an expiry over 30 days as an absolute Unix time.
+MONTH = 30 * 24 * 3600
+_BYTES = LegacyWrappingSerde(None, None).deserialize.__func__
+
+
+def exptime(ttl: int | None) -> int:
+    """Return memcached's expiry for *ttl* seconds: 0 never, -1 now, > 30 days absolute."""
+    if ttl is None:
+        return 0
+    if ttl <= 0:
+        return -1  # not 0, which would mean "never"
+    return ttl if ttl <= MONTH else int(time.time()) + ttl
+
+
+def reads_bytes(client: Any) -> bool:
+    """Return whether *client* hands values back as stored, whatever their flags.
+
+    A serde would turn a value someone else stored with a flag into an object
+    (pymemcache's pickle serde would unpickle it), before the store can check
+    that the value is one of its own.
+    """
+    return getattr(client.serde.deserialize, "__func__", None) is _BYTES
+
+
+def gats(client: Any, key: bytes, exptime: int) -> tuple[Any, bytes] | None:
+    """Run ``gats``: return (value, cas) of *key* and set its expiry, or None."""
+    if isinstance(client, PooledClient):
+        with client.client_pool.get_and_release(destroy_on_fail=True) as one:
+            return gats(one, key, exptime)
+    found = client._fetch_cmd(b"gats %d" % exptime, [key], True, key_prefix=client.key_prefix)
+    return found.get(key)  # type: ignore[no-any-return]
+
+
+def meta_set(client: Any, name: bytes, value: bytes, exptime: int, mode: bytes) -> list[bytes]:
+    """Send ``ms <name> <size> T<exptime> <mode> c`` and return the reply's words.
+
+    *mode* is ``ME`` (add: only when missing) or ``C<cas>`` (only at this CAS).
+    The reply is ``HD c<cas>`` when stored; ``NS``, ``EX`` or ``NF`` when not.
+    """
+    full = client.key_prefix + name
+    command = b"ms %s %d T%d %s c\r\n%s" % (full, len(value), exptime, mode, value)
+    return client.raw_command(command, b"\r\n").split()  # type: ignore[no-any-return]
+
+
+def close_inherited(client: Any) -> None:
+    """Close this process's copies of the sockets *client* held at a fork.
+
+    Closing a copy of a descriptor leaves the other process's connection open;
+    its pool's lists are read without its lock, which another thread of the
+    parent may have held when the process was forked.
+    """
+    pool = getattr(client, "client_pool", None)
+    for one in (*pool.free, *pool.used) if pool is not None else (client,):
+        one.close()
