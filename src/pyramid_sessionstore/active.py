@@ -24,12 +24,15 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 
 from pyramid.interfaces import ISessionFactory
 
+from . import events
 from . import users
+from .events import SessionEnded
 from .exceptions import ConfigurationError
 from .payload import is_tombstone
 from .stores.base import SupportsPeek
@@ -178,17 +181,18 @@ def end_session(request: Request, userid: Any, handle: str) -> bool:
         return False
     session = request.session
     if session._key == key and session.userid == userid:
-        session.invalidate()
+        session.invalidate()  # the response ends it, with a SessionEnded event
         users.forget(policy, userid, {key})
         return True
     alive = _inspect(policy, userid, key, entries[key]) is not None
     if alive:
         policy.store.delete(key)
+        events.notify(request, lambda: SessionEnded(request, key, SessionEnded.END_SESSION))
     users.forget(policy, userid, {key})
     return alive
 
 
-def enforce_cap(policy: Policy, userid: Any, keep: str) -> int:
+def enforce_cap(policy: Policy, userid: Any, keep: str, request: Request | None = None) -> int:
     """End *userid*'s least recently active sessions beyond ``max_sessions_per_user``.
 
     The session stored under *keep* (the one just bound) is never ended.
@@ -204,6 +208,7 @@ def enforce_cap(policy: Policy, userid: Any, keep: str) -> int:
     doomed = set(others[: len(live) - cap])
     for key in doomed:
         policy.store.delete(key)
+        events.notify(request, partial(SessionEnded, request, key, SessionEnded.CAP))
     users.forget(policy, userid, doomed)
     log.info("ended %d session(s) of a user beyond max_sessions_per_user=%d", len(doomed), cap)
     return len(doomed)

@@ -28,6 +28,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -35,6 +36,7 @@ from pyramid.httpexceptions import HTTPNotFound
 from pyramid.interfaces import ISessionFactory
 from zope.interface import implementer
 
+from . import events
 from . import lifecycle
 from .cookie_header import CookieHeader
 from .cookie_header import vary_on_cookie
@@ -313,6 +315,10 @@ class SessionFactory:
             else:
                 lifecycle.finish(self.policy, session, request, response)
         except (SessionBusyError, StoreUnavailableError) as err:
+            if isinstance(err, StoreUnavailableError):
+                events.notify(
+                    request, partial(events.SessionStoreError, request, session._key, "save", err)
+                )
             _answer_save_failure(request, response, err)
 
     # -- helpers kept for callers of 0.1 ----------------------------------------

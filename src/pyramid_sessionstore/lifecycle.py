@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -32,9 +33,12 @@ from pyramid.exceptions import BadCSRFOrigin
 from pyramid.exceptions import BadCSRFToken
 
 from . import active
+from . import events
 from . import users
 from . import writes
 from .cookies import DEFAULT
+from .events import SessionCookieRejected
+from .events import SessionEnded
 from .exceptions import MissingDependencyError
 from .exceptions import StoreUnavailableError
 from .payload import CorruptPayloadError
@@ -98,6 +102,7 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         security_log.warning(
             "rejected a session cookie that is not validly signed (from %s)", request.remote_addr
         )
+        events.notify(request, lambda: SessionCookieRejected(request, None, "tampered"))
         return None
     verified, key = known
     own_timeout: int | None = None
@@ -106,7 +111,8 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
     loaded_ttl = policy.cap_ttl(policy.idle_timeout(own_timeout), None)
     try:
         record = policy.store.load(key, loaded_ttl)
-    except StoreUnavailableError:
+    except StoreUnavailableError as err:
+        events.notify(request, partial(events.SessionStoreError, request, key, "load", err))
         if policy.on_store_error == "raise":
             raise
         log.exception("session store unavailable; using an empty session (on_store_error)")
@@ -115,6 +121,7 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         return session
     if record is None or is_tombstone(record.data):
         security_log.info("session cookie names an unknown or expired session")
+        events.notify(request, lambda: SessionCookieRejected(request, key, "unknown"))
         return None
     try:
         header, data_bytes = policy.unpack(verified.session_id, record.data)
@@ -126,11 +133,14 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
     except Exception as err:  # noqa: BLE001 - any serializer's failure on stored bytes
         security_log.warning("corrupt session record %s… deleted: %s", key[:12], err)
         policy.store.delete(key)
+        events.notify(request, lambda: SessionCookieRejected(request, key, "corrupt"))
         return None
     now = time.time()
     if policy.max_lifetime is not None and now >= header.created + policy.max_lifetime:
         log.info("session %s… reached max_lifetime; ended", key[:12])
         policy.store.delete(key)
+        events.notify(request, lambda: SessionEnded(request, key, SessionEnded.EXPIRED))
+        events.notify(request, lambda: SessionCookieRejected(request, key, "expired"))
         return None
     if (
         policy.verify_index
@@ -140,6 +150,7 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         # Ended everywhere, or the index was evicted: either way, fail safe.
         log.info("session %s… is not in its user's index; ended", key[:12])
         policy.store.delete(key)
+        events.notify(request, lambda: SessionEnded(request, key, SessionEnded.UNLISTED))
         return None
     # The record, not the cookie, says how long the session lives: a replayed
     # older cookie must not stretch it, and the lifetime cap counts what is left.
@@ -247,6 +258,7 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
         for key in ended:
             if key is not None:
                 store.delete(key)
+                _ended(request, key)
         if any(key is not None for key in ended):
             policy.cookie.expire(response)
         return
@@ -254,18 +266,25 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
     if session._key is None:
         data_bytes = policy.serializer.dumps(session._data)
         client = active.client_entry(policy, request) if session._userid is not None else None
-        if session._moved_from is not None:
+        moved = session._moved_from
+        if moved is not None:
             if not writes.move(policy, session, data_bytes, now, client):
                 return  # ended in another request meanwhile: leave it ended
+            _conflicted(request, session)
+            events.notify(
+                request, lambda: events.SessionIdRegenerated(request, session._key, moved[0])
+            )
         else:
             writes.create(policy, session, data_bytes, now)
             if session._userid is not None:
                 users.remember(policy, session._userid, session._key, client)  # type: ignore[arg-type]
+            events.notify(request, lambda: events.SessionCreated(request, session._key))
         for key in session._ended:
             store.delete(key)
+            _ended(request, key)
         policy.cookie.set(response, policy.cookie_value(session))
         if session._userid is not None and policy.max_sessions_per_user is not None:
-            active.enforce_cap(policy, session._userid, session._key)  # type: ignore[arg-type]
+            active.enforce_cap(policy, session._userid, session._key, request)  # type: ignore[arg-type]
         return
     changed = _changed_bytes(policy, session)
     if changed is None:
@@ -274,8 +293,20 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
         return
     if not writes.update(policy, session, changed, now):
         return  # the session ended in another request meanwhile: leave it ended
+    _conflicted(request, session)
     if session._timeout_changed or session._cookie_stale or policy.max_age is not None:
         policy.cookie.set(response, policy.cookie_value(session))
+
+
+def _ended(request: Request, key: str) -> None:
+    events.notify(request, lambda: SessionEnded(request, key, SessionEnded.INVALIDATED))
+
+
+def _conflicted(request: Request, session: Session) -> None:
+    if session._attempts > 1:
+        events.notify(
+            request, lambda: events.SessionWriteConflict(request, session._key, session._attempts)
+        )
 
 
 def finish_sealed(policy: Policy, session: Session, response: Any) -> None:

@@ -54,6 +54,7 @@ class Session:
         "_loaded_record",
         "_ended",
         "_moved_from",
+        "_attempts",
         "_check",
         "_userid",
         "_user_changed",
@@ -101,6 +102,8 @@ class Session:
         # (key, version, id) of the record this session is moving away from
         # (regenerate_id): moved at the end only if still at that version.
         self._moved_from: tuple[str, str | None, str | None] | None = None
+        # Compare-and-set attempts of the last write (more than 1: it merged).
+        self._attempts = 0
         # The serializer's value check, run at assignment.
         self._check = check
         self._userid = userid

@@ -30,14 +30,17 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 
 from pyramid.interfaces import ISessionFactory
 
+from . import events
 from .contention import KEY_LOCKS
 from .contention import Budget
 from .contention import LockTimeout
+from .events import SessionEnded
 from .exceptions import ConfigurationError
 from .exceptions import ConflictError
 from .exceptions import SessionBusyError
@@ -248,7 +251,12 @@ def _change(
         raise _busy(policy, key, budget, what) from None
 
 
-def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) -> int:
+def end_user_sessions(
+    owner: Any,
+    userid: Any,
+    except_key: str | None = None,
+    request: Request | None = None,
+) -> int:
     """End every session bound to *userid*; return how many were alive.
 
     The request-free core of :func:`invalidate_user_sessions`, also used by
@@ -257,6 +265,7 @@ def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) ->
     :param owner: the session factory (or its policy) whose store keeps the sessions.
     :param userid: the user, as given to ``session.bind_user``.
     :param except_key: the store key of a session to keep alive, or None.
+    :param request: the request asking, for the events (None from a script).
     :raises ConfigurationError: for the cookie store, which keeps no records.
     :raises SessionBusyError: when the index stayed contended for ``conflict_timeout``.
     """
@@ -270,12 +279,15 @@ def end_user_sessions(owner: Any, userid: Any, except_key: str | None = None) ->
     budget = Budget(policy.conflict_timeout)
     try:
         with KEY_LOCKS.hold(keys[0], budget.left()):
-            return _end(policy, keys, except_key, budget)
+            ended = _end(policy, keys, except_key, budget)
     except LockTimeout:
         raise _busy(policy, keys[0], budget, "end sessions") from None
+    for key in ended:
+        events.notify(request, partial(SessionEnded, request, key, SessionEnded.LOGOUT_EVERYWHERE))
+    return len(ended)
 
 
-def _end(policy: Policy, keys: list[str], except_key: str | None, budget: Budget) -> int:
+def _end(policy: Policy, keys: list[str], except_key: str | None, budget: Budget) -> set[str]:
     ended: set[str] = set()
     key = keys[0]
     older, held = _read_others(policy, keys)
@@ -294,7 +306,7 @@ def _end(policy: Policy, keys: list[str], except_key: str | None, budget: Budget
             _write(policy, key, keep, version)
             for old in held:
                 policy.store.delete(old)
-            return len(ended)
+            return ended
         except ConflictError:
             pass  # a session was bound meanwhile: end it too
         if budget.spent():
@@ -320,7 +332,7 @@ def invalidate_user_sessions(request: Request, userid: Any, except_current: bool
         )
     current = request.session  # loads it if the view has not yet
     current_key = current._key if current.userid == userid else None
-    ended = end_user_sessions(policy, userid, current_key if except_current else None)
+    ended = end_user_sessions(policy, userid, current_key if except_current else None, request)
     if current_key is not None and not except_current:
         current.invalidate()
     return ended

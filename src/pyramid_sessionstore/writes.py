@@ -169,6 +169,7 @@ def _retry(
     changes: _Changes | None = None
     while True:
         budget.attempt()
+        session._attempts = budget.attempts
         try:
             return write(data_bytes, version)
         except ConflictError:
