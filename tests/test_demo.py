@@ -24,6 +24,9 @@ from webtest import TestResponse
 from pyramid_sessionstore_demo import main
 from pyramid_sessionstore_demo.ended import COOKIE as LOGGED_IN_COOKIE
 from pyramid_sessionstore_demo.pages import ENDED
+from pyramid_sessionstore_demo.pages import THIS_DEVICE
+from pyramid_sessionstore_demo.pages import ago
+from pyramid_sessionstore_demo.pages import browser_name
 from pyramid_sessionstore_demo.views import REMEMBER_ME
 from servers import free_port
 
@@ -306,3 +309,240 @@ def test_a_logged_in_session_survives_a_restart_of_the_demo(tmp_path: Path) -> N
         server.terminate()
         server.wait(10)
     assert (tmp_path / "var" / "sessions.sqlite").exists()
+
+
+# --- Active sessions ------------------------------------------------------------
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+PHONE = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/126.0.0.0 Mobile Safari/537.36"
+)
+
+
+def device(app: Any, user_agent: str, ip: str) -> TestApp:
+    """Return a browser of its own (its own cookies) that sends *user_agent* from *ip*."""
+    return TestApp(app, extra_environ={"HTTP_USER_AGENT": user_agent, "REMOTE_ADDR": ip})
+
+
+def rows(page: TestResponse) -> list[Any]:
+    return list(page.html.select("table.sessions tbody tr"))
+
+
+def other_handles(page: TestResponse) -> list[str]:
+    return [
+        str(row.find("input", {"name": "handle"})["value"])
+        for row in rows(page)
+        if row["class"] == ["other"]
+    ]
+
+
+@pytest.fixture
+def recording_app(settings: dict[str, str]) -> Any:
+    """The demo recording user agents and addresses, as its development.ini does."""
+    return main({}, **settings, **{"session.record_client": "user_agent ip"})
+
+
+def test_the_nav_links_to_active_sessions(browser: TestApp) -> None:
+    nav = browser.get("/").html.find("nav")
+    assert nav.find("a", string="Active sessions")["href"].endswith("/sessions")
+
+
+def test_active_sessions_asks_an_anonymous_browser_to_log_in(browser: TestApp) -> None:
+    page = browser.get("/sessions")
+    assert "You are not logged in." in page.text
+    assert not rows(page)
+
+
+def test_active_sessions_lists_each_browser_and_marks_this_one(recording_app: Any) -> None:
+    laptop = device(recording_app, FIREFOX, "192.0.2.10")
+    phone = device(recording_app, PHONE, "2001:db8::7")
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    log_in(device(recording_app, FIREFOX, "192.0.2.99"), "bob")  # not alice's
+
+    page = laptop.get("/sessions")
+
+    assert page.html.find(id="session-count").text == "2"
+    listed = {row.find(class_="ip").text: row for row in rows(page)}
+    assert set(listed) == {"192.0.2.10", "2001:db8::7"}
+    mine, other = listed["192.0.2.10"], listed["2001:db8::7"]
+    assert mine["class"] == ["current"] and other["class"] == ["other"]
+    assert THIS_DEVICE in mine.text and THIS_DEVICE not in other.text
+    assert "Firefox on Linux" in mine.text and FIREFOX in mine.text
+    assert "Chrome on Android" in other.text and PHONE in other.text
+    for row in rows(page):  # created and last active: just now, and the UTC time
+        times = row.find_all("time")
+        assert [t.text for t in times] == ["just now", "just now"]
+        assert " UTC)" in row.text
+
+
+def test_addresses_are_not_recorded_unless_asked(app: Any) -> None:
+    laptop = device(app, FIREFOX, "192.0.2.10")
+    log_in(laptop, "alice")
+    (row,) = rows(laptop.get("/sessions"))
+    assert row.find(class_="ip").text == "not recorded"
+    assert FIREFOX in row.text
+
+
+def test_a_user_agent_is_shown_escaped(recording_app: Any) -> None:
+    laptop = device(recording_app, "<script>alert(1)</script>", "192.0.2.10")
+    log_in(laptop, "alice")
+    page = laptop.get("/sessions")
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_ending_another_session_logs_that_browser_out(recording_app: Any) -> None:
+    laptop = device(recording_app, FIREFOX, "192.0.2.10")
+    phone = device(recording_app, PHONE, "192.0.2.20")
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    page = laptop.get("/sessions")
+    (handle,) = other_handles(page)
+
+    after = page.forms[f"end-{handle}"].submit().follow()
+
+    assert "Session ended: that browser is logged out on its next page." in after.text
+    assert [row.find(class_="ip").text for row in rows(after)] == ["192.0.2.10"]
+    home = phone.get("/")
+    assert ENDED in home.text
+    assert "not logged in" in home.text
+    assert "logged in as <b>alice</b>" in laptop.get("/").text
+
+
+def test_ending_this_browsers_session_logs_it_out(app: Any) -> None:
+    laptop, phone = device(app, FIREFOX, "192.0.2.10"), device(app, PHONE, "192.0.2.20")
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    page = laptop.get("/sessions")
+    (mine,) = [row for row in rows(page) if row["class"] == ["current"]]
+    assert mine.find("button").text == "Log out"
+    form = page.forms[f"end-{mine.find('input', {'name': 'handle'})['value']}"]
+
+    home = form.submit().follow()
+
+    assert "You are logged out." in home.text
+    assert "not logged in" in home.text
+    assert ENDED not in home.text  # ended here, on purpose
+    assert "logged in as <b>alice</b>" in phone.get("/").text
+    assert len(rows(phone.get("/sessions"))) == 1
+
+
+def test_end_all_others_keeps_only_this_browser(app: Any) -> None:
+    laptop = device(app, FIREFOX, "192.0.2.10")
+    others = [device(app, PHONE, f"192.0.2.{n}") for n in (20, 21)]
+    bob = device(app, FIREFOX, "192.0.2.30")
+    for browser in (laptop, *others):
+        log_in(browser, "alice")
+    log_in(bob, "bob")
+
+    page = laptop.get("/sessions").forms["end_others"].submit().follow()
+
+    assert "Ended 2 other sessions." in page.text
+    assert [row["class"] for row in rows(page)] == [["current"]]
+    assert page.html.find(id="end_others") is None  # nothing left to end
+    for browser in others:
+        assert ENDED in browser.get("/").text
+    assert "logged in as <b>alice</b>" in laptop.get("/").text
+    assert "logged in as <b>bob</b>" in bob.get("/").text
+
+
+def test_a_handle_that_already_ended_ends_nothing(app: Any) -> None:
+    laptop, phone = device(app, FIREFOX, "192.0.2.10"), device(app, PHONE, "192.0.2.20")
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    page = laptop.get("/sessions")
+    (handle,) = other_handles(page)
+    form = page.forms[f"end-{handle}"]
+    form.submit()
+
+    again = form.submit().follow()  # the same page, posted twice
+
+    assert "That session had already ended." in again.text
+    assert "logged in as <b>alice</b>" in laptop.get("/").text
+
+
+def test_another_users_handle_ends_nothing(app: Any) -> None:
+    alice, bob = device(app, FIREFOX, "192.0.2.10"), device(app, PHONE, "192.0.2.20")
+    log_in(alice, "alice")
+    log_in(bob, "bob")
+    (bobs,) = rows(bob.get("/sessions"))
+    handle = str(bobs.find("input", {"name": "handle"})["value"])
+    token = alice.get("/sessions").forms[0]["csrf_token"].value
+
+    page = alice.post("/sessions/end", {"csrf_token": token, "handle": handle}).follow()
+
+    assert "That session had already ended." in page.text
+    assert "logged in as <b>bob</b>" in bob.get("/").text
+
+
+def test_ending_a_session_needs_the_csrf_token(app: Any) -> None:
+    laptop, phone = device(app, FIREFOX, "192.0.2.10"), device(app, PHONE, "192.0.2.20")
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    (handle,) = other_handles(laptop.get("/sessions"))
+    laptop.post("/sessions/end", {"handle": handle}, status=400)
+    laptop.post("/sessions/end-others", status=400)
+    assert "logged in as <b>alice</b>" in phone.get("/").text
+
+
+def test_ending_sessions_when_logged_out_ends_nothing(browser: TestApp) -> None:
+    token = browser.get("/login").forms["login"]["csrf_token"].value
+    home = browser.post("/sessions/end", {"csrf_token": token, "handle": "x"}).follow()
+    assert "You are not logged in." in home.text
+    home = browser.post("/sessions/end-others", {"csrf_token": token}).follow()
+    assert "You are not logged in." in home.text
+
+
+@pytest.mark.parametrize("settings", ["memory"], indirect=True)
+def test_a_session_logged_out_in_its_browser_leaves_the_list(app: Any) -> None:
+    # The listing reads each session's record (the store's peek) to drop the
+    # ones that ended without the page's help. The memory store has peek; the
+    # other stores get it with the store-level change that adds it.
+    laptop, phone = device(app, FIREFOX, "192.0.2.10"), device(app, PHONE, "192.0.2.20")
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    phone.get("/").forms["logout"].submit()
+    assert [row["class"] for row in rows(laptop.get("/sessions"))] == [["current"]]
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "name"),
+    [
+        (FIREFOX, "Firefox on Linux"),
+        (PHONE, "Chrome on Android"),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+            " Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0",
+            "Edge on Windows",
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15"
+            " (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            "Safari on iOS",
+        ),
+        ("curl/8.5.0", "Unknown browser"),
+        (None, "Unknown browser"),
+    ],
+)
+def test_browser_name_is_a_rough_guess_from_the_user_agent(
+    user_agent: str | None, name: str
+) -> None:
+    assert browser_name(user_agent) == name
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (-5, "just now"),  # a clock a little ahead
+        (0, "just now"),
+        (59, "just now"),
+        (60, "1 minute ago"),
+        (119, "1 minute ago"),
+        (7200, "2 hours ago"),
+        (86400 * 3 + 5, "3 days ago"),
+    ],
+)
+def test_ago_says_how_long_ago_in_words(seconds: float, words: str) -> None:
+    assert ago(1_700_000_000 - seconds, 1_700_000_000) == words

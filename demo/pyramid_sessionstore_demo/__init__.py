@@ -2,8 +2,10 @@
 
 Log in (the session gets a new id and is bound to the user), tick "remember
 me" (the session gets its own 30-day idle timeout), count, look inside the
-session, log out, or log out everywhere (every session of the user ends, in
-every browser, and each is told so on its next page). Everything is
+session, see where you are logged in (browser, address, created, last active)
+and end any one of those sessions or all the others, log out, or log out
+everywhere (every session of the user ends, in every browser, and each is
+told so on its next page). Everything is
 server-rendered HTML; there is no JavaScript.
 
 Where things are: routes and views are wired here, ``views.py`` does what each
@@ -64,6 +66,12 @@ def main(global_config: dict[str, Any], **settings: Any) -> Any:
         config.add_view(
             views.logout_everywhere, route_name="logout_everywhere", request_method="POST"
         )
+        config.add_route("sessions", "/sessions")
+        config.add_view(views.active_sessions, route_name="sessions", request_method="GET")
+        config.add_route("end_session", "/sessions/end")
+        config.add_view(views.end_one, route_name="end_session", request_method="POST")
+        config.add_route("end_others", "/sessions/end-others")
+        config.add_view(views.end_others, route_name="end_others", request_method="POST")
         # A POST without the right token: a friendly page instead of a bare 400.
         config.add_view(views.bad_csrf, context=BadCSRFToken)
         # A small cookie of the demo's own, so a browser whose session ended

@@ -7,6 +7,8 @@ Every value that comes from a user or from the session goes through
 from __future__ import annotations
 
 import datetime
+import time
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -15,14 +17,28 @@ from pyramid.interfaces import ISessionFactory
 from pyramid.request import Request
 from pyramid.response import Response
 
+from pyramid_sessionstore import SessionInfo
+
 from .ended import session_ended
 
-__all__ = ["ENDED", "NAV", "bad_csrf", "home", "login", "session_contents"]
+__all__ = [
+    "ENDED",
+    "NAV",
+    "THIS_DEVICE",
+    "active_sessions",
+    "ago",
+    "bad_csrf",
+    "browser_name",
+    "home",
+    "login",
+    "session_contents",
+]
 
 #: The navigation bar: (route name, label), in order.
 NAV = [
     ("home", "Home"),
     ("session", "What is in my session?"),
+    ("sessions", "Active sessions"),
 ]
 
 #: Shown once to a browser whose logged-in session is gone (see :mod:`.ended`).
@@ -46,6 +62,15 @@ th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #eee;
 code { background: #f4f4f4; padding: 0 .2rem }
 button { font: inherit; padding: .1rem .8rem }
 small { color: #666 }
+.this-device { background: #e8f0fb; border-radius: 4px; padding: 0 .3rem; white-space: nowrap }
+/* Under 36rem (a phone) each session is a block of labelled lines, not a
+   row of five narrow columns. */
+@media (max-width: 36rem) {
+  table.sessions thead { display: none }
+  table.sessions tr, table.sessions td { display: block; border: 0 }
+  table.sessions tr { border-bottom: 1px solid #ddd; padding: .25rem 0 }
+  table.sessions td[data-label]::before { content: attr(data-label) ": "; font-weight: 600 }
+}
 """
 
 
@@ -77,11 +102,17 @@ def _page(request: Request, title: str, body: str, status: int = 200) -> Respons
     return Response(html, status=status, content_type="text/html", charset="utf-8")
 
 
-def _post_button(request: Request, route: str, label: str, form_id: str) -> str:
-    """Return a one-button form that POSTs to *route* with the CSRF token."""
-    return f"""<form class="inline" id="{form_id}" method="post"
+def _post_button(
+    request: Request, route: str, label: str, form_id: str, fields: dict[str, str] | None = None
+) -> str:
+    """Return a one-button form that POSTs *fields* to *route* with the CSRF token."""
+    hidden = "".join(
+        f'\n  <input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+        for name, value in (fields or {}).items()
+    )
+    return f"""<form class="inline" id="{escape(form_id)}" method="post"
  action="{request.route_url(route)}">
-  <input type="hidden" name="csrf_token" value="{escape(get_csrf_token(request))}">
+  <input type="hidden" name="csrf_token" value="{escape(get_csrf_token(request))}">{hidden}
   <button type="submit">{escape(label)}</button>
 </form>"""
 
@@ -167,6 +198,119 @@ keys starting with <code>_f_</code> are flash-message queues.</small></p>
  (HttpOnly: the id never shows on a page)</td></tr>
 </table>"""
     return _page(request, "What is in my session?", body)
+
+
+#: How the listing marks the session of the browser looking at it.
+THIS_DEVICE = "this device"
+
+# (token in the User-Agent, name), first match wins: Edge and Opera also say
+# "Chrome", Chrome also says "Safari", and Android also says "Linux".
+_BROWSERS = [
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+]
+_SYSTEMS = [
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+]
+
+
+def browser_name(user_agent: str | None) -> str:
+    """Return a short name such as "Firefox on Linux" for a ``User-Agent`` string.
+
+    A rough guess for people to recognise their devices, never for decisions:
+    any client can send any user agent.
+    """
+    if not user_agent:
+        return "Unknown browser"
+    browser = next((name for token, name in _BROWSERS if token in user_agent), "Unknown browser")
+    system = next((name for token, name in _SYSTEMS if token in user_agent), None)
+    return browser if system is None else f"{browser} on {system}"
+
+
+def ago(timestamp: float, now: float) -> str:
+    """Return how long before *now* the Unix time *timestamp* was, in words."""
+    seconds = int(now - timestamp)
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= length:
+            count = seconds // length
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return "just now"
+
+
+def _moment(timestamp: float, now: float) -> str:
+    """Return *timestamp* as "5 minutes ago" with the exact UTC time beside it."""
+    iso = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
+    return (
+        f'<time datetime="{iso}">{ago(timestamp, now)}</time> <small>({_when(timestamp)})</small>'
+    )
+
+
+def _session_row(request: Request, info: SessionInfo, now: float) -> str:
+    if info.current:
+        device = f' <span class="this-device">{THIS_DEVICE}</span>'
+        end = _post_button(
+            request, "end_session", "Log out", f"end-{info.handle}", {"handle": info.handle}
+        )
+    else:
+        device = ""
+        end = _post_button(
+            request, "end_session", "End", f"end-{info.handle}", {"handle": info.handle}
+        )
+    agent = "not recorded" if info.user_agent is None else escape(info.user_agent)
+    ip = "not recorded" if info.ip is None else escape(info.ip)
+    return f"""<tr class="{"current" if info.current else "other"}">
+  <td data-label="Browser"><b>{escape(browser_name(info.user_agent))}</b>{device}<br>
+    <small class="user-agent">{agent}</small></td>
+  <td data-label="IP address" class="ip">{ip}</td>
+  <td data-label="Created">{_moment(info.created, now)}</td>
+  <td data-label="Last active">{_moment(info.last_active, now)}</td>
+  <td>{end}</td>
+</tr>"""
+
+
+def active_sessions(
+    request: Request, messages: list[Any], sessions: Sequence[SessionInfo] | None
+) -> Response:
+    """Render the user's active sessions (*sessions* is None when nobody is logged in)."""
+    flashes = "".join(f'<p class="flash">{escape(str(m))}</p>' for m in messages)
+    if sessions is None:
+        body = f"""{flashes}
+<p>You are not logged in. <a href="{request.route_url("login")}">Log in</a> to see
+the browsers and devices where you are logged in.</p>"""
+        return _page(request, "Active sessions", body)
+    now = time.time()
+    rows = "\n".join(_session_row(request, info, now) for info in sessions)
+    others = sum(not info.current for info in sessions)
+    end_others = ""
+    if others:
+        end_others = f"<p>{_post_button(request, 'end_others', 'End all others', 'end_others')}</p>"
+    plural = "" if len(sessions) == 1 else "s"
+    body = f"""{flashes}
+<p>You have <b id="session-count">{len(sessions)}</b> active session{plural}, most
+recently active first. <i>End</i> logs that browser out; its next page says so.</p>
+<table class="sessions">
+<thead><tr><th>Browser</th><th>IP address</th><th>Created</th><th>Last active</th>
+<th></th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+{end_others}
+<p><small>Each session is named on this page by an opaque handle, which is not its
+id: it cannot be used as a cookie, and it means nothing for another user. The
+browser is recorded when a session logs in; the address only when
+<code>session.record_client</code> asks for it, as the demo's
+<code>development.ini</code> does.</small></p>"""
+    return _page(request, "Active sessions", body)
 
 
 def bad_csrf(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""The demo's views: log in, count, look inside the session, log out (everywhere).
+"""The demo's views: log in, count, look inside the session, list and end sessions, log out.
 
 ``main`` maps routes to these functions. Every view that changes something
 answers a POST (checked for the CSRF token by Pyramid, see ``main``) with a
@@ -15,7 +15,9 @@ from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
 from pyramid.response import Response
 
+from pyramid_sessionstore import end_session
 from pyramid_sessionstore import invalidate_user_sessions
+from pyramid_sessionstore import list_user_sessions
 
 from . import pages
 
@@ -83,6 +85,50 @@ def logout_everywhere(request: Request) -> Response:
     plural = "" if ended == 1 else "s"
     request.session.flash(f"Logged out everywhere: {ended} session{plural} ended.")
     return _home(request)
+
+
+def active_sessions(request: Request) -> Response:
+    messages = request.session.pop_flash()
+    userid = request.session.userid
+    # One read of the user's index, then one read per session (none of them
+    # refreshed); sessions found ended are dropped from the index on the way.
+    sessions = None if userid is None else list_user_sessions(request, userid)
+    return pages.active_sessions(request, messages, sessions)
+
+
+def _sessions(request: Request) -> HTTPSeeOther:
+    return HTTPSeeOther(request.route_url("sessions"))
+
+
+def end_one(request: Request) -> Response:
+    userid = request.session.userid
+    if userid is None:
+        request.session.flash("You are not logged in.")
+        return _home(request)
+    # The handle comes from the listing. One of another user's sessions, a
+    # made-up one or one that already ended gives False and ends nothing.
+    ended = end_session(request, userid, request.POST.get("handle", ""))
+    if request.session.userid is None:
+        # It was this browser's own session: ended as by "Log out".
+        request.session.flash("You are logged out.")
+        return _home(request)
+    if ended:
+        request.session.flash("Session ended: that browser is logged out on its next page.")
+    else:
+        request.session.flash("That session had already ended.")
+    return _sessions(request)
+
+
+def end_others(request: Request) -> Response:
+    userid = request.session.userid
+    if userid is None:
+        request.session.flash("You are not logged in.")
+        return _home(request)
+    # Every session of the user but this one ends.
+    ended = invalidate_user_sessions(request, userid, except_current=True)
+    plural = "" if ended == 1 else "s"
+    request.session.flash(f"Ended {ended} other session{plural}.")
+    return _sessions(request)
 
 
 def bad_csrf(exc: BadCSRFToken, request: Request) -> Response:
