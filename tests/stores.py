@@ -92,7 +92,7 @@ def build(kind: str, tmp_path: Path) -> Any:
     if kind == "cookie":
         from pyramid_sessionstore.stores import CookieStore
 
-        return CookieStore(secret="c" * 64)
+        return CookieStore(secret="tests-cookie-secret-" + "Rt5yH8pW" * 6)
     raise AssertionError(kind)
 
 

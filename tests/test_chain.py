@@ -25,6 +25,7 @@ from pyramid_sessionstore.stores import Record
 from pyramid_sessionstore.stores import Store
 from pyramid_sessionstore.stores import SupportsExpiry
 from pyramid_sessionstore.stores import SupportsScan
+from pyramid_sessionstore.stores.base import evicts_live_records
 from pyramid_sessionstore.stores.registry import build_store
 from pyramid_sessionstore.stores.registry import keyword_parameters
 from pyramid_sessionstore.testing import new_key
@@ -609,7 +610,7 @@ def test_record_rewritten_in_the_old_store_during_a_move_is_moved_in_its_newest_
 
 def test_switching_a_live_app_logs_nobody_out(old_and_new: tuple[Any, Any]) -> None:
     old, new = old_and_new
-    secret = "s" * 64
+    secret = "chain-tests-" + "Vd3kS7nB" * 6
     browser = TestApp(make_wsgi_app(SessionFactory(secret, store=old)))
     browser.get("/set/color/blue")
     browser.get("/bind/ann")
@@ -621,7 +622,9 @@ def test_switching_a_live_app_logs_nobody_out(old_and_new: tuple[Any, Any]) -> N
     assert browser.get("/get/color").json == {"value": "blue"}
     browser.get("/set/color/green")
     assert browser.get("/get/color").json == {"value": "green"}
-    assert old.count() == 2  # the other browser's session and ann's index are left
+    # The other browser's session is left, and ann's index too, unless the new
+    # store evicts: then each load of ann's session reads (and so moves) it.
+    assert old.count() == (1 if evicts_live_records(new) else 2)
     assert browser.get("/everywhere/ann").json == {"ended": 2}
     assert other.get("/get/user").json == {"value": None}
     assert old.count() == 0

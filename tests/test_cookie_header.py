@@ -11,13 +11,13 @@ import pytest
 from pyramid.response import Response
 
 from pyramid_sessionstore import SessionFactory
-from pyramid_sessionstore import factory as factory_module
+from pyramid_sessionstore import policy as factory_module
 from pyramid_sessionstore.cookie_header import CookieHeader
 from pyramid_sessionstore.cookie_header import vary_on_cookie
 from pyramid_sessionstore.exceptions import ConfigurationError
 from pyramid_sessionstore.settings import session_factory_from_settings
 
-SECRET = "s" * 64
+SECRET = "tests-secret-" + "Xb7qL2vN" * 6
 
 
 def header(**options: Any) -> CookieHeader:

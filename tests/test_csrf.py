@@ -12,7 +12,7 @@ from apps import make_app
 from pyramid_sessionstore import SessionFactory
 from pyramid_sessionstore.stores import MemoryStore
 
-SECRET = "s" * 64
+SECRET = "tests-secret-" + "Xb7qL2vN" * 6
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,9 @@ from pyramid_sessionstore.cookies import store_key
 from pyramid_sessionstore.serializers import SerializationError
 from pyramid_sessionstore.stores import MemoryStore
 
-SECRET = "s" * 64
+SECRET = "tests-secret-" + "Xb7qL2vN" * 6
+OLD = "old-secret-" + "Pc4zQ9mT" * 6
+NEW = "new-secret-" + "Ga2wE6rJ" * 6
 
 
 @pytest.fixture
@@ -167,18 +169,18 @@ def test_corrupt_record_gives_fresh_session_and_is_deleted(
 
 def test_secret_rotation_reads_old_cookie_and_resigns_with_newest() -> None:
     store = MemoryStore()
-    old_app = make_app(SessionFactory("o" * 64, store=store))
+    old_app = make_app(SessionFactory(OLD, store=store))
     old_app.get("/set/a/1")
     old_cookie = session_cookie(old_app)
-    new_app = make_app(SessionFactory(secrets=["n" * 64, "o" * 64], store=store))
+    new_app = make_app(SessionFactory(secrets=[NEW, OLD], store=store))
     new_app.set_cookie("session", old_cookie)
     res = new_app.get("/get/a")
     assert res.json == {"value": "1"}
     assert "Set-Cookie" in res.headers  # re-signed with the newest secret
     resigned = session_cookie(new_app)
     assert resigned != old_cookie
-    assert Signer(["n" * 64]).verify(resigned) is not None
-    only_new = make_app(SessionFactory("n" * 64, store=store))
+    assert Signer([NEW]).verify(resigned) is not None
+    only_new = make_app(SessionFactory(NEW, store=store))
     only_new.set_cookie("session", resigned)
     assert only_new.get("/get/a").json == {"value": "1"}
 
@@ -187,7 +189,7 @@ def test_factory_needs_exactly_one_of_secret_or_secrets() -> None:
     with pytest.raises(ValueError):
         SessionFactory()
     with pytest.raises(ValueError):
-        SessionFactory("a" * 64, secrets=["b" * 64])
+        SessionFactory(OLD, secrets=[NEW])
 
 
 # -- expiry ------------------------------------------------------------------------

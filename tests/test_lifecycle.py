@@ -19,7 +19,7 @@ from stores import build
 from stores import drop
 from stores import params
 
-SECRET = "s" * 64
+SECRET = "tests-secret-" + "Xb7qL2vN" * 6
 
 
 @pytest.fixture(params=params(STORE_KINDS))

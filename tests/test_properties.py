@@ -17,7 +17,7 @@ from pyramid_sessionstore import SessionFactory
 from pyramid_sessionstore.cookies import Signer
 from pyramid_sessionstore.stores import MemoryStore
 
-SECRET = "s" * 64
+SECRET = "tests-secret-" + "Xb7qL2vN" * 6
 STORE = CountingStore(MemoryStore())
 APP = make_app(SessionFactory(SECRET, store=STORE))
 SIGNER = Signer([SECRET])

@@ -24,7 +24,7 @@ from stores import build
 from stores import drop
 from stores import params
 
-SECRET = "s" * 64
+SECRET = "tests-secret-" + "Xb7qL2vN" * 6
 
 
 def _race(app: TestApp, paths: list[str], gate: Gate) -> list[Any]:

@@ -21,7 +21,7 @@ from redis_procs import RedisProcess
 
 pytestmark = pytest.mark.redis
 
-SECRET = "s" * 64
+SECRET = "tests-secret-" + "Xb7qL2vN" * 6
 
 
 # Sent once per new connection by redis-py, or by this test to read the counts.

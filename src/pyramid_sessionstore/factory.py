@@ -42,6 +42,7 @@ from .cookie_header import CookieHeader
 from .cookie_header import vary_on_cookie
 from .cookies import CookieValue
 from .cookies import Signer
+from .cookies import checked_secrets
 from .cookies import derive_key
 from .exceptions import MissingDependencyError
 from .exceptions import SessionBusyError
@@ -76,7 +77,9 @@ class SessionFactory:
     """Build sessions kept in a store, identified by a signed cookie.
 
     :param secret: the secret that signs session cookies (64 random characters
-        or more). Give either this or *secrets*.
+        or more). Give either this or *secrets*. A secret that is obviously not
+        random (short, with whitespace, few distinct characters, a placeholder)
+        raises :class:`ValueError`.
     :param secrets: several secrets, newest first: the newest signs, all
         verify, so a secret can be rotated without logging anybody out.
     :param store: where sessions are kept (any :class:`~.stores.Store`).
@@ -154,13 +157,10 @@ class SessionFactory:
     ) -> None:
         if (secret is None) == (secrets is None):
             raise ValueError("give exactly one of secret= or secrets=")
-        all_secrets = [secret] if secret is not None else list(secrets or ())
-        if not all_secrets or not all(isinstance(s, str) and s for s in all_secrets):
-            raise ValueError("secrets must be non-empty strings")
-        if any(len(s) < 32 for s in all_secrets):
-            security_log.warning(
-                "a session secret is shorter than 32 characters; use 64 random characters"
-            )
+        all_secrets = checked_secrets(
+            [secret] if secret is not None else secrets,  # type: ignore[arg-type]
+            "secret" if secret is not None else "secrets",
+        )
         if samesite is not None and samesite.capitalize() not in SAMESITE_VALUES:
             raise ValueError(f"samesite must be one of {SAMESITE_VALUES} or None, not {samesite!r}")
         if samesite is not None and samesite.capitalize() == "None" and not secure:
@@ -253,6 +253,13 @@ class SessionFactory:
         self.client_side = self.sealer is not None
         #: Cookie store whose cookies are imported into this factory's store.
         self.import_from = import_from
+        for sealer in (self.sealer, import_from):  # one secret serves the cookie store too
+            use_secrets = getattr(sealer, "use_secrets", None)
+            if callable(use_secrets):
+                use_secrets(all_secrets)
+        use_cookie_name = getattr(self.sealer, "use_cookie_name", None)
+        if callable(use_cookie_name):  # it counts the name in its size limit
+            use_cookie_name(cookie_name)
         check = getattr(serializer, "check", None)
         #: What this factory decided, as the lifecycle reads it.
         self.policy = Policy(
@@ -296,6 +303,7 @@ class SessionFactory:
 
     def _on_response(self, request: Request, response: Any) -> None:
         if request.exception is not None and not self.set_on_exception:
+            request.__dict__["_sessionstore_outcome"] = "not saved: the view raised"
             return
         pending = request.response_callbacks
         deferrals: int = request.__dict__["_sessionstore_deferrals"]
@@ -308,13 +316,17 @@ class SessionFactory:
         session: Session = request.__dict__["_sessionstore_session"]
         vary_on_cookie(response.headerlist)
         if lifecycle.rejected_by_csrf(request):
-            return  # the check minted a token in a session nobody should keep
+            # The check minted a token in a session nobody should keep.
+            request.__dict__["_sessionstore_outcome"] = "not saved: the CSRF check failed"
+            return
         try:
             if self.client_side:
-                lifecycle.finish_sealed(self.policy, session, response)
+                outcome = lifecycle.finish_sealed(self.policy, session, response)
             else:
-                lifecycle.finish(self.policy, session, request, response)
+                outcome = lifecycle.finish(self.policy, session, request, response)
+            request.__dict__["_sessionstore_outcome"] = outcome
         except (SessionBusyError, StoreUnavailableError) as err:
+            request.__dict__["_sessionstore_outcome"] = f"not saved: {type(err).__name__}"
             if isinstance(err, StoreUnavailableError):
                 events.notify(
                     request, partial(events.SessionStoreError, request, session._key, "save", err)

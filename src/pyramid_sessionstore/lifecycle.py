@@ -215,6 +215,24 @@ def _unseal(policy: Policy, sealer: SealsCookies, value: str) -> Session | None:
 # -- finish --------------------------------------------------------------------
 
 
+#: Nothing to store: a new session with no data.
+OUTCOME_NOTHING = "nothing to store"
+#: Read, and nothing changed (the cookie may have been re-sent).
+OUTCOME_UNCHANGED = "unchanged"
+#: A new session was stored.
+OUTCOME_CREATED = "created"
+#: The session's record was updated (``session._attempts > 1``: after a merge).
+OUTCOME_UPDATED = "updated"
+#: The session moved to a new id.
+OUTCOME_MOVED = "moved to a new id"
+#: The record was deleted and the cookie expired.
+OUTCOME_DELETED = "deleted"
+#: Another request ended the session meanwhile; this one's changes were dropped.
+OUTCOME_ENDED_ELSEWHERE = "ended by another request; changes dropped"
+#: The store was down at load (``on_store_error = fresh``): nothing written.
+OUTCOME_READ_ONLY = "store unavailable at load; nothing written"
+
+
 def rejected_by_csrf(request: Request) -> bool:
     """Return True when Pyramid's CSRF check rejected *request*."""
     return isinstance(request.exception, (BadCSRFToken, BadCSRFOrigin))
@@ -239,8 +257,11 @@ def _reissue_due(policy: Policy, session: Session, now: float) -> bool:
     )
 
 
-def finish(policy: Policy, session: Session, request: Request, response: Any) -> None:
+def finish(policy: Policy, session: Session, request: Request, response: Any) -> str:
     """Persist *session* at the end of *request*; set or expire its cookie on *response*.
+
+    Return what was done, one of the ``OUTCOME_*`` strings (for tools such as
+    the debug-toolbar panel).
 
     :raises StoreUnavailableError: when the store cannot be reached to save a change.
     :raises SessionBusyError: when other requests kept winning the write for
@@ -249,7 +270,7 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
     if session._degraded:
         if session._data:  # cannot happen through the Session API; be sure anyway
             raise StoreUnavailableError("the session store was unreachable; changes not saved")
-        return
+        return OUTCOME_READ_ONLY
     store = policy.store
     if not session._data:
         ended = [*session._ended, session._key]
@@ -261,7 +282,8 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
                 _ended(request, key)
         if any(key is not None for key in ended):
             policy.cookie.expire(response)
-        return
+            return OUTCOME_DELETED
+        return OUTCOME_NOTHING
     now = time.time()
     if session._key is None:
         data_bytes = policy.serializer.dumps(session._data)
@@ -269,7 +291,7 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
         moved = session._moved_from
         if moved is not None:
             if not writes.move(policy, session, data_bytes, now, client):
-                return  # ended in another request meanwhile: leave it ended
+                return OUTCOME_ENDED_ELSEWHERE  # leave it ended
             _conflicted(request, session)
             events.notify(
                 request, lambda: events.SessionIdRegenerated(request, session._key, moved[0])
@@ -285,17 +307,18 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
         policy.cookie.set(response, policy.cookie_value(session))
         if session._userid is not None and policy.max_sessions_per_user is not None:
             active.enforce_cap(policy, session._userid, session._key, request)  # type: ignore[arg-type]
-        return
+        return OUTCOME_MOVED if moved is not None else OUTCOME_CREATED
     changed = _changed_bytes(policy, session)
     if changed is None:
         if session._cookie_stale or _reissue_due(policy, session, now):
             policy.cookie.set(response, policy.cookie_value(session))
-        return
+        return OUTCOME_UNCHANGED
     if not writes.update(policy, session, changed, now):
-        return  # the session ended in another request meanwhile: leave it ended
+        return OUTCOME_ENDED_ELSEWHERE  # leave it ended
     _conflicted(request, session)
     if session._timeout_changed or session._cookie_stale or policy.max_age is not None:
         policy.cookie.set(response, policy.cookie_value(session))
+    return OUTCOME_UPDATED
 
 
 def _ended(request: Request, key: str) -> None:
@@ -309,14 +332,15 @@ def _conflicted(request: Request, session: Session) -> None:
         )
 
 
-def finish_sealed(policy: Policy, session: Session, response: Any) -> None:
-    """Write *session* into the cookie itself (the cookie store)."""
+def finish_sealed(policy: Policy, session: Session, response: Any) -> str:
+    """Write *session* into the cookie itself (the cookie store); return the outcome."""
     sealer = policy.sealer
     assert sealer is not None
     if not session._data:
         if session._id is not None or session._ended or session._moved_from:
             policy.cookie.expire(response)
-        return
+            return OUTCOME_DELETED
+        return OUTCOME_NOTHING
     now = time.time()
     loaded = session._id is not None or session._moved_from is not None
     data_bytes = (
@@ -325,7 +349,11 @@ def finish_sealed(policy: Policy, session: Session, response: Any) -> None:
     if data_bytes is None:
         refresh = policy.reissue_time is not None and now - session._written >= policy.reissue_time
         if not (refresh or session._cookie_stale):
-            return  # re-seal a cookie of an older key or format at once
+            return OUTCOME_UNCHANGED  # re-seal a cookie of an older key or format at once
         data_bytes = session._loaded_bytes
         assert data_bytes is not None
+        outcome = OUTCOME_UNCHANGED
+    else:
+        outcome = OUTCOME_UPDATED if loaded else OUTCOME_CREATED
     policy.cookie.set(response, sealer.seal(encode(writes.header_of(session, now), data_bytes)))
+    return outcome

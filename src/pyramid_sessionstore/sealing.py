@@ -30,6 +30,7 @@ import hmac
 import os
 import struct
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import NamedTuple
 
@@ -40,13 +41,8 @@ from .payload import Header
 from .payload import decode_userid
 from .payload import encode_userid
 
-try:
-    from cryptography.exceptions import InvalidTag
+if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.hashes import SHA256
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-except ImportError:  # pragma: no cover - checked when encrypt=True is asked for
-    AESGCM = None  # type: ignore[assignment,misc]
 
 __all__ = ["SEALED_MAGIC", "RecordSealer", "SealedHeader", "is_sealed"]
 
@@ -84,8 +80,15 @@ class RecordSealer:
     """
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        if AESGCM is None:
-            raise missing_dependency("encrypt=True", "cryptography", "cookie")
+        # Imported here: importing the package loads no optional driver.
+        try:
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.hashes import SHA256
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError as err:
+            raise missing_dependency("encrypt=True", "cryptography", "cookie") from err
+        self._invalid_tag, self._aesgcm, self._sha256, self._hkdf = InvalidTag, AESGCM, SHA256, HKDF
         self._salts = [derive_key(s, b"pyramid_sessionstore.record-salt") for s in secrets]
         self._tag_keys = [derive_key(s, b"pyramid_sessionstore.user-tag") for s in secrets]
         self._keys: dict[tuple[str, int], AESGCM] = {}
@@ -93,8 +96,8 @@ class RecordSealer:
     def _aead(self, session_id: str, number: int) -> AESGCM:
         known = self._keys.get((session_id, number))
         if known is None:
-            hkdf = HKDF(SHA256(), 32, self._salts[number], _INFO)
-            known = AESGCM(hkdf.derive(session_id.encode("ascii")))
+            hkdf = self._hkdf(self._sha256(), 32, self._salts[number], _INFO)
+            known = self._aesgcm(hkdf.derive(session_id.encode("ascii")))
             if len(self._keys) >= KEY_CACHE_SIZE:
                 self._keys.clear()
             self._keys[session_id, number] = known
@@ -133,7 +136,7 @@ class RecordSealer:
             try:
                 inner = self._aead(session_id, candidate).decrypt(nonce, payload[end:], clear)
                 break
-            except InvalidTag:
+            except self._invalid_tag:
                 continue
         if inner is None:
             raise CorruptPayloadError("the record does not authenticate under this session id")

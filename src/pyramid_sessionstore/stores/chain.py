@@ -127,12 +127,14 @@ class ChainStore:
     ) -> None:
         children = [*stores, *([] if migrate_from is None else [migrate_from])]
         if len(stores) < (1 if migrate_from is not None else 2):
-            raise ValueError("a chain needs two stores or more, or one and migrate_from")
+            raise ValueError("stores: a chain needs two stores or more, or one and migrate_from")
         if len({id(s) for s in children}) < len(children):
-            raise ValueError("the same store object is in the chain twice")
+            raise ValueError("stores: the same store object is in the chain twice")
         for child in children:
             if isinstance(child, SealsCookies) or not isinstance(child, Store):
-                raise ValueError(f"{child!r} cannot be in a chain: it is not a server-side store")
+                raise ValueError(
+                    f"stores: {child!r} cannot be in a chain: it is not a server-side store"
+                )
         if revalidate_after < 1:
             raise ValueError(f"revalidate_after must be at least 1, got {revalidate_after}")
         #: The caches, fastest first.
