@@ -103,3 +103,19 @@ def test_parallel_counters_keep_every_other_key(app: TestApp) -> None:
     data = app.get("/dump").json["data"]
     assert all(f"c{t}_{n}" in data for t in range(6) for n in range(5))
     assert 1 <= data["n"] <= 30
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("threads", [6, 32])
+def test_parallel_writers_on_redis_cluster_lose_nothing(redis_cluster: str, threads: int) -> None:
+    from pyramid_sessionstore.stores import RedisStore
+
+    store = RedisStore(url=redis_cluster, cluster=True, prefix=f"hot{threads}:")
+    try:
+        app = make_app(SessionFactory(SECRET, store=store))
+        keys, failures = hammer(app, threads)
+        assert failures == []
+        data = app.get("/dump").json["data"]
+        assert [key for key in keys if key not in data] == []
+    finally:
+        store.close()
