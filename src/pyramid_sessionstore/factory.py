@@ -85,13 +85,18 @@ class SessionFactory:
     :param store: where sessions are kept (any :class:`~.stores.Store`).
         Default: a new :class:`~.stores.MemoryStore` (one process only).
     :param cookie_name: the cookie's name. Default: ``session``.
-    :param max_age: the cookie's Max-Age in seconds; None makes it last until
-        the browser closes. Default: None.
-    :param path: the cookie's path. Default: ``/``.
-    :param domain: the cookie's domain. Default: None (the current host).
-    :param secure: send the cookie over HTTPS only. Default: False.
-    :param httponly: hide the cookie from JavaScript. Default: True.
-    :param samesite: ``Strict``, ``Lax``, ``None`` or None. Default: ``Lax``.
+    :param max_age: the cookie's ``Max-Age`` in seconds (RFC 6265 §5.2.2); None
+        makes it last until the browser closes. Default: None.
+    :param path: the cookie's ``Path`` (RFC 6265 §5.2.4). Default: ``/``.
+    :param domain: the cookie's ``Domain`` (RFC 6265 §5.2.3). Default: None
+        (the current host only).
+    :param secure: send the cookie over HTTPS only (``Secure``, RFC 6265
+        §5.2.5). Default: False.
+    :param httponly: hide the cookie from JavaScript (``HttpOnly``, RFC 6265
+        §5.2.6). Default: True.
+    :param samesite: the ``SameSite`` attribute (RFC 6265bis): the string
+        ``"Strict"``, ``"Lax"`` or ``"None"`` (which browsers accept only with
+        *secure*), or None to leave the attribute out. Default: ``"Lax"``.
     :param timeout: idle seconds before a session expires; None for never.
         Default: 1200.
     :param max_lifetime: seconds after creation when a session ends however
@@ -128,6 +133,12 @@ class SessionFactory:
         gets its data in a new server-side session, so moving from the cookie
         store (or from Pyramid's ``SignedCookieSessionFactory``, through the
         cookie store's compatibility mode) logs nobody out. Default: None.
+    :raises ValueError: for a refused secret or a bad option value (the
+        message names the option); from settings these become
+        :class:`~pyramid_sessionstore.ConfigurationError` naming the setting.
+    :raises TypeError: for a *store*, *serializer* or *import_from* that is
+        not what it must be.
+    :raises MissingDependencyError: for ``encrypt=True`` without ``cryptography``.
     """
 
     def __init__(
@@ -333,7 +344,7 @@ class SessionFactory:
                 )
             _answer_save_failure(request, response, err)
 
-    # -- helpers kept for callers of 0.1 ----------------------------------------
+    # -- helpers kept for callers of 0.1 (internal; the lifecycle uses the policy) ---
 
     def _verify(self, value: str) -> tuple[CookieValue, str] | None:
         return self.policy.verify(value)
@@ -343,23 +354,23 @@ class SessionFactory:
         return self.policy._verified
 
     def ttl_of(self, session: Session) -> int | None:
-        """Return the store expiry for *session*: its idle timeout, capped by lifetime."""
+        """Return the store expiry for *session* in seconds (internal, kept from 0.1)."""
         return self.policy.ttl_of(session)
 
     def cap_ttl(self, idle: int | None, created: float | None) -> int | None:
-        """Cap *idle* by what is left of ``max_lifetime`` for a session *created* then."""
+        """Cap *idle* seconds by what is left of ``max_lifetime`` (internal, kept from 0.1)."""
         return self.policy.cap_ttl(idle, created)
 
     def set_cookie(self, response: Any, value: str) -> None:
-        """Set the session cookie to *value* on *response*."""
+        """Set the session cookie to *value* on *response* (internal, kept from 0.1)."""
         self.cookie.set(response, value)
 
     def expire_cookie(self, response: Any) -> None:
-        """Tell the browser to forget the session cookie."""
+        """Tell the browser to forget the session cookie (internal, kept from 0.1)."""
         self.cookie.expire(response)
 
     def cookie_value(self, session: Session) -> str:
-        """Return the signed cookie value of a stored *session*."""
+        """Return the signed cookie value of a stored *session* (internal, kept from 0.1)."""
         return self.policy.cookie_value(session)
 
 

@@ -39,7 +39,8 @@ class Session:
     """One user's session: a dict with Pyramid's session API on top.
 
     Created by :class:`~pyramid_sessionstore.SessionFactory`; views reach it as
-    ``request.session``.
+    ``request.session``. Its constructor's keyword arguments are the factory's
+    business (what it loaded from the store), not part of the public API.
     """
 
     __slots__ = (
@@ -259,7 +260,8 @@ class Session:
         """Give the session a new id, keeping its data; the old record is deleted.
 
         Call it on login, so an id an attacker planted before login is worth
-        nothing after it (session fixation).
+        nothing after it (session fixation: OWASP Session Management Cheat
+        Sheet, "Renew the Session ID After Any Privilege Level Change").
 
         The move happens at the end of the request, and only if the old
         record is still what this request loaded, unchanged by a logout
@@ -334,13 +336,18 @@ class Session:
     # -- CSRF ------------------------------------------------------------------
 
     def new_csrf_token(self) -> str:
-        """Create, store and return a new CSRF token."""
+        """Create, store and return a new CSRF token (40 hex digits, 160 bits).
+
+        Kept under ``_csrft_``, as Pyramid's own sessions keep it, so
+        ``pyramid.csrf.SessionCSRFStoragePolicy`` and the legacy policy work
+        unchanged (Pyramid docs, "Preventing Cross-Site Request Forgery Attacks").
+        """
         token = secrets.token_hex(20)
         self[CSRF_KEY] = token
         return token
 
     def get_csrf_token(self) -> str:
-        """Return the CSRF token, creating one if there is none."""
+        """Return the CSRF token, creating (and storing) one if there is none."""
         token = self._data.get(CSRF_KEY)
         if token is None:
             token = self.new_csrf_token()
