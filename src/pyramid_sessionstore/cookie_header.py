@@ -1,12 +1,15 @@
 """The session cookie on the wire: found in ``Cookie``, written as ``Set-Cookie``.
 
 Our cookie values are plain ASCII tokens (a signed id, or base64url for the
-cookie store), so neither direction needs a general cookie codec: the value is
-found without decoding every cookie of the header (WebOb's ``request.cookies``
-decodes them all and fails on the first non-UTF-8 byte, even in another
-application's cookie), and the ``Set-Cookie`` attributes, fixed per factory,
-are rendered once. Writing the header this way costs a string format instead
-of WebOb's ``set_cookie`` (about 8 µs), on every request that sets the cookie.
+cookie store), so neither direction needs a general cookie codec. Reading
+scans the ``Cookie`` header once, in time linear in its length whatever the
+other cookies look like (RFC 6265 §5.4: ``name=value`` pairs joined by
+``;``); WebOb's parser takes time quadratic in the header on some shapes
+(seconds for 16 KB) and decodes every cookie, failing on the first
+non-UTF-8 byte of another application's cookie. The ``Set-Cookie``
+attributes, fixed per factory, are rendered once. Writing the header this way
+costs a string format instead of WebOb's ``set_cookie`` (about 8 µs), on
+every request that sets the cookie.
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ import time
 from email.utils import formatdate
 from typing import Any
 
-from webob.cookies import parse_cookie
-
-__all__ = ["CookieHeader", "as_attribute", "as_cookie_name", "vary_on_cookie"]
+__all__ = ["MAX_CANDIDATES", "CookieHeader", "as_attribute", "as_cookie_name", "vary_on_cookie"]
 
 security_log = logging.getLogger("pyramid_sessionstore.security")
 
@@ -27,6 +28,22 @@ security_log = logging.getLogger("pyramid_sessionstore.security")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ATTRIBUTE = re.compile(r"[^;\x00-\x1f\x7f]*")
 _EXPIRED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+# A backslash escape inside a quoted value as WebOb and http.cookies write it:
+# three octal digits for a byte (\054 is ","), else the character itself.
+_ESCAPE = re.compile(r"\\(?:([0-3][0-7][0-7])|(.))", re.DOTALL)
+
+#: The most values under the cookie's name that :meth:`CookieHeader.read_all`
+#: returns. A browser sends every cookie that matches the request, those with
+#: longer paths first (RFC 6265 §5.4), so after the cookie's path or domain
+#: changed it sends the old and the new one under one name. A few cover that;
+#: the bound keeps a header of thousands of duplicates from costing thousands
+#: of signature checks and store reads.
+MAX_CANDIDATES = 4
+
+
+def _unescape(match: re.Match[str]) -> str:
+    octal, char = match.groups()
+    return chr(int(octal, 8)) if octal else char
 
 
 def as_cookie_name(value: Any) -> str:
@@ -56,7 +73,10 @@ class CookieHeader:
         secure: bool,
         httponly: bool,
         samesite: str | None,
+        max_length: int = 4096,
     ) -> None:
+        if type(max_length) is not int or max_length < 1:
+            raise ValueError(f"max_length: expected a positive int, got {max_length!r}")
         for option, value, check in (
             ("cookie_name", name, as_cookie_name),
             ("path", path, as_attribute),
@@ -68,6 +88,13 @@ class CookieHeader:
                 raise ValueError(f"{option}: {err}") from None
         self.name = name
         self.max_age = max_age
+        #: Values longer than this many characters are dropped unread: 4096, the
+        #: least a browser must store for a whole cookie (RFC 6265 §6.1), by
+        #: default; the factory passes less when its values are short.
+        self.max_length = max_length
+        # The name and "=": a literal prefix, which re finds without trying every
+        # position; whether it starts a pair is checked by looking back.
+        self._name_eq = re.compile(rf"{re.escape(name)}[ \t]*=")
         attributes = [f"Path={path}"]
         attributes += [f"Domain={domain}"] if domain else []
         attributes += ["Secure"] if secure else []
@@ -77,22 +104,61 @@ class CookieHeader:
         self._expires: tuple[int, str] = (0, "")
 
     def read(self, environ: dict[str, Any]) -> str | None:
-        """Return the cookie's value in *environ*; None when absent, empty or not ASCII."""
+        """Return the first usable value of the cookie in *environ*, or None."""
+        values = self._scan(environ, 1)
+        return values[0] if values else None
+
+    def read_all(self, environ: dict[str, Any]) -> list[str]:
+        """Return the cookie's usable values in *environ*, in header order.
+
+        Usable: not empty, at most :attr:`max_length` characters, ASCII once
+        unquoted. At most :data:`MAX_CANDIDATES` values; a skipped value is
+        reported on the ``pyramid_sessionstore.security`` logger, once per call.
+        """
+        return self._scan(environ, MAX_CANDIDATES)
+
+    def _scan(self, environ: dict[str, Any], limit: int) -> list[str]:
+        """Return up to *limit* usable values, in time linear in the header.
+
+        Each ``name=`` found counts when it starts a pair (the header's start or
+        a ``;`` before it, blanks aside); its value runs to the next ``;`` and
+        the search goes on after it. Every ``=`` of the header is looked at
+        once and every blank at most twice, whatever the other cookies hold.
+        """
         header: str = environ.get("HTTP_COOKIE", "")
-        value: str | None = None
-        for part in header.split(";"):
-            name, _, found = part.partition("=")
-            if name.strip() == self.name:
-                value = found.strip()
+        values: list[str] = []
+        rejected = ""
+        search, at = self._name_eq.search, 0
+        while (found := search(header, at)) is not None:
+            at = first = found.start()
+            while first and header[first - 1] in " \t":
+                first -= 1
+            if first and header[first - 1] != ";":  # the end of another pair's name or value
+                at += 1
+                continue
+            at = header.find(";", found.end())
+            at = len(header) if at == -1 else at
+            value = header[found.end() : at].strip(" \t")
+            if len(value) > self.max_length:
+                rejected = f"longer than {self.max_length} characters"
+                continue
+            if value[:1] == '"':  # a quoted value (RFC 6265 §4.1.1), maybe escaped
+                if len(value) < 2 or value[-1] != '"':
+                    continue
+                value = value[1:-1]
+                if "\\" in value:
+                    value = _ESCAPE.sub(_unescape, value)
+            if not value:
+                continue
+            if not value.isascii():
+                rejected = "not ASCII"
+                continue
+            values.append(value)
+            if len(values) == limit:
                 break
-        if value and value[0] == '"':  # quoted: let WebOb unquote it
-            wanted = self.name.encode("latin-1", "replace")
-            raw = next((raw for name, raw in parse_cookie(header) if name == wanted), b"")
-            value = raw.decode("latin-1")
-        if value and not value.isascii():
-            security_log.warning("rejected a session cookie that is not ASCII")
-            return None
-        return value or None
+        if rejected:
+            security_log.warning("rejected a session cookie value that is %s", rejected)
+        return values
 
     def set(self, response: Any, value: str) -> None:
         """Add a ``Set-Cookie`` header for *value* (an ASCII token) to *response*."""
