@@ -189,3 +189,19 @@ def test_cookie_store_refuses_listing_and_ending() -> None:
         app.get("/sessions/ann")
     with pytest.raises(ConfigurationError):
         app.get("/sessions/ann/end/x")
+
+
+def test_last_active_is_not_now_when_the_lifetime_caps_the_expiry() -> None:
+    """In a session's last idle-timeout of life the expiry is the lifetime's end,
+    which says nothing about when it was last active."""
+    from pyramid_sessionstore.stores import MemoryStore
+
+    store = MemoryStore()
+    app = make(store, timeout=600, max_lifetime=100)
+    laptop = browser(app, "Laptop", "10.0.0.1")
+    laptop.get("/bind/ann")
+    time.sleep(2.1)
+    listed = browser(app, "Phone", "10.0.0.2")
+    listed.get("/bind/ann")
+    old = next(s for s in listed.get("/sessions/ann").json if not s["current"])
+    assert time.time() - old["last_active"] >= 2

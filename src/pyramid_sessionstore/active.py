@@ -113,9 +113,16 @@ def _inspect(
     if owned is None:
         return None
     created, last, own_timeout = owned
-    ttl = policy.cap_ttl(policy.idle_timeout(own_timeout), created)
-    if expires is not None and ttl is not None:
-        last = max(last, expires - ttl)  # the last load that refreshed the expiry
+    idle = policy.idle_timeout(own_timeout)
+    # A load set the expiry to "then + idle", unless the lifetime cap set it
+    # (at or past created + max_lifetime: that says nothing about activity).
+    lifetime_end = None if policy.max_lifetime is None else created + policy.max_lifetime
+    if (
+        expires is not None
+        and idle is not None
+        and (lifetime_end is None or expires < lifetime_end)
+    ):
+        last = max(last, expires - idle)
     return float(created), last
 
 
