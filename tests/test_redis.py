@@ -215,6 +215,9 @@ def test_value_of_another_type_is_logged_deleted_and_a_miss(
     raw.hset(store.prefix + key, "field", "value")
     with pytest.raises(ConflictError):
         store.save(key, b"mine", 60, "0" * 16)
+    with pytest.raises(ConflictError):
+        store.save(key, b"mine", 60, None)
+    assert store.touch(key, None) is False  # GETEX answers WRONGTYPE: not a record
     with caplog.at_level(logging.WARNING, logger="pyramid_sessionstore.security"):
         assert store.load(key, 60) is None
     assert caplog.records and raw.exists(store.prefix + key) == 0
@@ -274,14 +277,28 @@ def test_the_documented_acl_is_enough(private_redis: RedisProcess) -> None:
     store.close()
 
 
-def test_a_flushed_script_cache_is_filled_again(store: RedisStore, raw: redis.Redis) -> None:
+def test_a_flushed_script_cache_is_filled_again(private_redis: RedisProcess) -> None:
+    store = RedisStore(url=private_redis.url)  # SCRIPT FLUSH empties a whole server's cache
     key = new_key()
     version = store.save(key, b"x", 60, None)
-    raw.script_flush()  # as after a restart or a failover to a fresh replica
+    with private_redis.client() as admin:
+        admin.script_flush()  # as after a restart or a failover to a fresh replica
     newer = store.save(key, b"y", 60, version)
     assert store.load(key, 60) == (b"y", newer)
     with pytest.raises(ConflictError):
         store.save(key, b"z", 60, version)
+    store.close()
+
+
+def test_a_version_this_store_cannot_have_written_is_a_conflict(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    key = new_key()
+    version = store.save(key, b"x", 60, None)
+    for bogus in ("", "0" * 15, version.upper(), version + "0", "\ud800" * 16, "\u0663" * 16):
+        with pytest.raises(ConflictError):
+            store.save(key, b"y", 60, bogus)
+    assert store.load(key, 60) == (b"x", version)
 
 
 def _our_connections(admin: redis.Redis, name: str) -> int:

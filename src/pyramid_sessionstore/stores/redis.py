@@ -54,10 +54,12 @@ except ImportError:  # the OPTIONS table stays readable without the driver
 
 __all__ = ["RedisStore"]
 
+security_log = logging.getLogger("pyramid_sessionstore.security")
 MAGIC = b"pss1"
 #: The magic, then the record's version as 16 hex digits.
 HEADER = len(MAGIC) + 16
 _FRAME = re.compile(rb"pss1([0-9a-f]{16})")
+_VERSION = re.compile(r"[0-9a-f]{16}\Z")
 
 
 def _as_sentinels(value: Any) -> list[str]:
@@ -185,9 +187,7 @@ class RedisStore:
         if value is None:
             return None
         if (match := _FRAME.match(value)) is None:
-            logging.getLogger("pyramid_sessionstore.security").warning(
-                "RedisStore: deleting unreadable record %s…", name[:40]
-            )
+            security_log.warning("RedisStore: deleting unreadable record %s…", name[:40])
             self.delete(key)
             return None
         return Record(value[HEADER:], match.group(1).decode())
@@ -201,6 +201,8 @@ class RedisStore:
             ex = () if expiry is None else ("EX", expiry)
             if expected_version is None:
                 done = self._run()("SET", name, value, "NX", *ex)
+            elif not _VERSION.match(expected_version):  # none this store wrote: a conflict
+                done = False
             else:
                 header = MAGIC + expected_version.encode()
                 done = self._run().conditional_set(name, [header, value, *ex])
@@ -216,6 +218,8 @@ class RedisStore:
                 return self._run()("GETEX", self.prefix + key, "PERSIST") is not None
             return bool(self._run()("EXPIRE", self.prefix + key, max(ttl, 1)))
         except _ERRORS as err:
+            if str(err).startswith("WRONGTYPE"):  # not a record; the next load deletes it
+                return False
             raise self._error(err, "touch") from err
 
     def delete(self, key: str) -> None:
