@@ -1,25 +1,50 @@
-"""FileStore passes the store contract; a namespace is a sub-directory."""
+"""FileStore passes the store contract on a fake clock; a namespace is a sub-directory."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clocks import FakeClock
 from pyramid_sessionstore.stores import FileStore
 from pyramid_sessionstore.testing import ExpiryContract
 from pyramid_sessionstore.testing import ScanContract
 from pyramid_sessionstore.testing import StoreContract
 from pyramid_sessionstore.testing import UnavailableContract
+from pyramid_sessionstore.testing.contract import RawContentsContract
 
 
-class TestFileStore(StoreContract, ExpiryContract, ScanContract, UnavailableContract):
+class TestFileStore(
+    StoreContract, ExpiryContract, ScanContract, UnavailableContract, RawContentsContract
+):
     capabilities = frozenset({"expiry", "scan"})
 
     @pytest.fixture
-    def store_factory(self, tmp_path: Path) -> Callable[[str], FileStore]:
-        return lambda namespace: FileStore(path=tmp_path / namespace)
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def wait(self, clock: FakeClock) -> Callable[[float], None]:
+        def advance(seconds: float) -> None:
+            clock.now += seconds
+
+        return advance
+
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path, clock: FakeClock) -> Callable[[str], FileStore]:
+        return lambda namespace: FileStore(path=tmp_path / namespace, clock=clock)
+
+    @pytest.fixture
+    def raw_names(self) -> Callable[[FileStore], set[str]]:
+        """Every entry under the directory but the shard directories (no lock, no temp file)."""
+        return lambda store: {
+            name
+            for root, dirs, files in os.walk(store.path)
+            for name in files + [d for d in dirs if len(d) != 2]
+        }
 
     @pytest.fixture
     def unavailable_store(self, tmp_path: Path) -> FileStore:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import pytest
 
 from pyramid_sessionstore.stores.memcached import MemcachedStore
 from pyramid_sessionstore.testing import StoreContract
 from pyramid_sessionstore.testing import UnavailableContract
+from pyramid_sessionstore.testing import eventually
+from pyramid_sessionstore.testing.contract import RawContentsContract
 from servers import MEMCACHED_SERVERS
 from servers import closed_port
 from servers import ensure_server
@@ -16,7 +20,29 @@ from servers import ensure_server
 pytestmark = pytest.mark.memcached
 
 
-class TestMemcachedStore(StoreContract, UnavailableContract):
+def metadump(server: str) -> bytes | None:
+    """Return what ``lru_crawler metadump all`` lists, or None while another crawl runs."""
+    host, port = server.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"lru_crawler metadump all\r\n")
+        dump = b""
+        while not dump.endswith(b"END\r\n"):
+            if dump.startswith(b"BUSY") and dump.endswith(b"\r\n"):
+                return None
+            if not (chunk := sock.recv(1 << 16)):
+                raise ConnectionError(f"memcached at {server} closed the connection: {dump[:80]!r}")
+            dump += chunk
+    return dump
+
+
+def names_on(server: str, prefix: str) -> set[str]:
+    """Return the keys under *prefix* on *server*, read behind the store's back."""
+    lines = eventually(lambda: metadump(server)).split(b"\n")  # key=<url-quoted> exp=...
+    names = [unquote(line[4:].split(b" ", 1)[0].decode()) for line in lines]
+    return {name[len(prefix) :] for name in names if name.startswith(prefix)}
+
+
+class TestMemcachedStore(StoreContract, UnavailableContract, RawContentsContract):
     capabilities = frozenset()
     accepts_large_records = False  # memcached's item limit (-I) is 1 MiB by default
 
@@ -24,6 +50,10 @@ class TestMemcachedStore(StoreContract, UnavailableContract):
     def store_factory(self) -> Callable[[str], MemcachedStore]:
         ensure_server("memcached", MEMCACHED_SERVERS, 11211)
         return lambda namespace: MemcachedStore(servers=MEMCACHED_SERVERS.split(), prefix=namespace)
+
+    @pytest.fixture
+    def raw_names(self) -> Callable[[MemcachedStore], set[str]]:
+        return lambda store: set().union(*(names_on(s, store.prefix) for s in store.servers))
 
     @pytest.fixture
     def unavailable_store(self) -> MemcachedStore:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+import redis
 
 import servers
 from pyramid_sessionstore import testing
 from pyramid_sessionstore.stores import RedisStore
+from pyramid_sessionstore.testing.contract import RawContentsContract
 
 pytestmark = pytest.mark.redis
 
 
-class TestRedisStore(testing.StoreContract, testing.ScanContract, testing.UnavailableContract):
+class TestRedisStore(
+    testing.StoreContract, testing.ScanContract, testing.UnavailableContract, RawContentsContract
+):
     capabilities = frozenset({"scan"})
     cluster = False  # True: against the Cluster the redis_cluster fixture starts
 
@@ -19,6 +25,18 @@ class TestRedisStore(testing.StoreContract, testing.ScanContract, testing.Unavai
     def store_factory(self, request: pytest.FixtureRequest) -> object:
         url = request.getfixturevalue("redis_cluster" if self.cluster else "redis_url")
         return lambda ns: RedisStore(url=url, cluster=self.cluster, prefix=f"{ns}:")
+
+    @pytest.fixture
+    def raw_names(self) -> Callable[[RedisStore], set[str]]:
+        """Scan every primary with a client of our own (the namespace has no glob character)."""
+
+        def names(store: RedisStore) -> set[str]:
+            kind = redis.RedisCluster if store.cluster else redis.Redis
+            with kind.from_url(store.url) as client:
+                found = client.scan_iter(match=f"{store.prefix}*", count=1000)
+                return {name.decode()[len(store.prefix) :] for name in found}
+
+        return names
 
     @pytest.fixture
     def unavailable_store(self) -> RedisStore:

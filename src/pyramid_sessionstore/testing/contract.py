@@ -18,18 +18,20 @@ every key it wrote. A third-party store runs the same suite::
 No test here is ever overridden to ``pass``: a store that cannot do something
 declares it by leaving out the capability, and
 ``test_capabilities_are_exactly_those_declared`` checks the declaration.
+
+Time passes through the ``wait`` fixture (``time.sleep``); a store built on a
+fake clock (``clock=``) overrides it to move the clock. Real waits are bounded,
+with margins for memcached's whole seconds on a loaded machine.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import ClassVar
-from typing import TypeVar
 
 import pytest
 
@@ -39,9 +41,17 @@ from ..exceptions import StoreUnavailableError
 from ..stores.base import Store
 from ..stores.base import SupportsExpiry
 from ..stores.base import SupportsScan
+from ._support import Keys as _Keys
+from ._support import Wait
+from ._support import eventually
+from ._support import new_key
+from ._support import refreshed_in_time
+from ._support import wait_until_expired
+from ._support import winners
 
-__all__ = [
+__all__ = [  # eventually and new_key: from ._support, for pyramid_sessionstore.testing
     "ExpiryContract",
+    "RawContentsContract",
     "ScanContract",
     "StoreContract",
     "UnavailableContract",
@@ -49,47 +59,7 @@ __all__ = [
     "new_key",
 ]
 
-T = TypeVar("T")
 StoreFactory = Callable[[str], Store]
-
-
-def new_key() -> str:
-    """Return a fresh key shaped like the ones the factory uses (64 hex digits)."""
-    return secrets.token_hex(32)
-
-
-def eventually(check: Callable[[], T], timeout: float = 6.0, interval: float = 0.05) -> T:
-    """Poll *check* until it returns a truthy value; fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {check}")
-        time.sleep(interval)
-
-
-def wait_until_expired(store: Store, key: str, ttl: int = 1) -> None:
-    """Wait for a record saved with *ttl* to expire.
-
-    Loading refreshes the expiry, so the polls are spaced wider than *ttl*
-    (and wide enough for engines that count time in whole seconds).
-    """
-    time.sleep(ttl + 0.2)
-    eventually(lambda: store.load(key, ttl) is None, timeout=12, interval=ttl + 1.2)
-
-
-class _Keys:
-    """Hand out keys and remember them, so teardown can delete them."""
-
-    def __init__(self) -> None:
-        self.issued: list[str] = []
-
-    def __call__(self) -> str:
-        key = new_key()
-        self.issued.append(key)
-        return key
 
 
 class StoreContract:
@@ -109,6 +79,11 @@ class StoreContract:
     @pytest.fixture
     def key(self) -> Iterator[_Keys]:
         yield _Keys()
+
+    @pytest.fixture
+    def wait(self) -> Wait:
+        """Let time pass for the store: real time here; override it for a fake clock."""
+        return time.sleep
 
     @pytest.fixture
     def store(self, store_factory: StoreFactory, namespace: str, key: _Keys) -> Iterator[Store]:
@@ -224,36 +199,33 @@ class StoreContract:
 
     # 8. ttl
 
-    def test_record_with_ttl_expires(self, store: Store, key: _Keys) -> None:
+    def test_record_with_ttl_expires(self, store: Store, key: _Keys, wait: Wait) -> None:
         k = key()
         store.save(k, b"short", 1, None)
-        wait_until_expired(store, k)
+        wait_until_expired(store, k, wait)
 
-    def test_expired_record_cannot_be_updated(self, store: Store, key: _Keys) -> None:
+    def test_expired_record_cannot_be_updated(self, store: Store, key: _Keys, wait: Wait) -> None:
         k = key()
         version = store.save(k, b"short", 1, None)
-        wait_until_expired(store, k)
+        wait_until_expired(store, k, wait)
         with pytest.raises(ConflictError):
             store.save(k, b"back", 60, version)
 
-    def test_touch_pushes_expiry_out(self, store: Store, key: _Keys) -> None:
-        k = key()
-        store.save(k, b"data", 2, None)
-        assert store.touch(k, 30) is True
-        time.sleep(3.1)
+    def test_touch_pushes_expiry_out(self, store: Store, key: _Keys, wait: Wait) -> None:
+        k = refreshed_in_time(store, key, lambda k: store.touch(k, 30))
+        wait(3.2)  # past the ttl of 2 (and SQLite's slack of 1), well before 30
         assert store.load(k, 30) is not None
 
-    def test_load_with_ttl_pushes_expiry_out(self, store: Store, key: _Keys) -> None:
-        k = key()
-        store.save(k, b"data", 2, None)
-        assert store.load(k, 30) is not None
-        time.sleep(3.1)
+    def test_load_with_ttl_pushes_expiry_out(self, store: Store, key: _Keys, wait: Wait) -> None:
+        k = refreshed_in_time(store, key, lambda k: store.load(k, 30))
+        wait(3.2)
         assert store.load(k, 30) is not None
 
-    def test_ttl_none_never_expires(self, store: Store, key: _Keys) -> None:
+    def test_ttl_none_never_expires(self, store: Store, key: _Keys, wait: Wait) -> None:
         k = key()
         version = store.save(k, b"forever", None, None)
-        time.sleep(1.5)
+        store.save(short := key(), b"short", 1, None)  # the wait is long enough to end this one
+        wait_until_expired(store, short, wait)
         assert store.load(k, None) == (b"forever", version)
 
     # 9. binary safety
@@ -304,52 +276,15 @@ class StoreContract:
     ) -> None:
         k = key()
         base = store.save(k, b"base", 60, None)
-        barrier = threading.Barrier(self.race_threads)
-        outcomes: list[str] = []
-        lock = threading.Lock()
-
-        def contend(n: int) -> None:
-            barrier.wait()
-            try:
-                store.save(k, f"writer-{n}".encode(), 60, base)
-                result = f"won-{n}"
-            except ConflictError:
-                result = "lost"
-            with lock:
-                outcomes.append(result)
-
-        threads = [threading.Thread(target=contend, args=(n,)) for n in range(self.race_threads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        winners = [o for o in outcomes if o.startswith("won")]
-        assert len(outcomes) == self.race_threads
-        assert len(winners) == 1
-        record = store.load(k, 60)
-        assert record is not None
-        assert record.data == f"writer-{winners[0][4:]}".encode()
+        won = winners(lambda n: store.save(k, b"writer-%d" % n, 60, base), self.race_threads)
+        assert len(won) == 1
+        assert store.load(k, 60).data == b"writer-%d" % won[0]  # type: ignore[union-attr]
 
     def test_concurrent_creates_have_exactly_one_winner(self, store: Store, key: _Keys) -> None:
         k = key()
-        barrier = threading.Barrier(self.race_threads)
-        won: list[int] = []
-
-        def create(n: int) -> None:
-            barrier.wait()
-            try:
-                store.save(k, str(n).encode(), 60, None)
-                won.append(n)
-            except ConflictError:
-                pass
-
-        threads = [threading.Thread(target=create, args=(n,)) for n in range(self.race_threads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        won = winners(lambda n: store.save(k, b"%d" % n, 60, None), self.race_threads)
         assert len(won) == 1
-        assert store.load(k, 60).data == str(won[0]).encode()  # type: ignore[union-attr]
+        assert store.load(k, 60).data == b"%d" % won[0]  # type: ignore[union-attr]
 
     # 14. close
 
@@ -362,7 +297,9 @@ class StoreContract:
 class ExpiryContract:
     """For stores with :class:`SupportsExpiry`: ``delete_expired`` removes only the dead."""
 
-    def test_delete_expired_removes_only_expired_and_counts(self, store: Store, key: _Keys) -> None:
+    def test_delete_expired_removes_only_expired_and_counts(
+        self, store: Store, key: _Keys, wait: Wait
+    ) -> None:
         assert isinstance(store, SupportsExpiry)
         short = [key() for _ in range(3)]
         keep = [key() for _ in range(2)]
@@ -372,7 +309,7 @@ class ExpiryContract:
             store.save(k, b"keep", 600, None)
         forever = key()
         store.save(forever, b"forever", None, None)
-        time.sleep(2.1)
+        wait(2.1)  # past the ttl of 1, and SQLite's slack of half of it
         assert store.delete_expired() == len(short)
         for k in short:
             assert store.load(k, None) is None
@@ -397,13 +334,35 @@ class ScanContract:
         assert set(store.keys()) == saved
         assert store.count() == len(saved)
 
-    def test_keys_leave_out_expired(self, store: Store, key: _Keys) -> None:
+    def test_keys_leave_out_expired(self, store: Store, key: _Keys, wait: Wait) -> None:
         assert isinstance(store, SupportsScan)
         live, dead = key(), key()
         store.save(live, b"x", 600, None)
         store.save(dead, b"x", 1, None)
-        eventually(lambda: set(store.keys()) == {live})
+        wait_until_expired(store, dead, wait)
+        assert set(store.keys()) == {live}
         assert store.count() == 1
+
+
+class RawContentsContract:
+    """For stores whose engine a test can read: records are named by the keys given, only.
+
+    The factory gives a store a one-way hash of the session id as the key; a
+    store must not keep anything else of its caller's beside it (no other name,
+    no index of keys). Provide a fixture ``raw_names``: a callable that takes
+    the store and returns the names of every record its engine holds in the
+    store's namespace, read behind the store's back, without its own prefix.
+    """
+
+    def test_records_are_named_only_by_the_keys_given(
+        self, store: Store, key: _Keys, raw_names: Callable[[Store], set[str]]
+    ) -> None:
+        saved = {key() for _ in range(3)}
+        for k in saved:
+            store.save(k, secrets.token_bytes(16), 600, None)
+        store.save(gone := key(), b"x", 600, None)
+        store.delete(gone)
+        assert raw_names(store) == saved
 
 
 class UnavailableContract:
