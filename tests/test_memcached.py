@@ -22,6 +22,7 @@ from pymemcache.client.base import Client
 from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 
+import servers as servers_module
 from pyramid_sessionstore.exceptions import ConfigurationError
 from pyramid_sessionstore.exceptions import ConflictError
 from pyramid_sessionstore.exceptions import MissingDependencyError
@@ -417,6 +418,24 @@ def test_a_child_that_closes_the_store_leaves_the_parents_connections_open(
     assert [one.sock for one in pooled.client_pool.free] == sockets
     assert store.load(key, 60) == (b"parent", version)  # on the same connection
     assert [one.sock for one in pooled.client_pool.free] == sockets
+
+
+def test_a_server_the_tests_start_is_stopped_when_they_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tests/servers.py stops what it started itself (issue 10, item 17), nothing else."""
+    if shutil.which("memcached") is None:
+        unavailable("memcached is not installed: cannot start a private server")
+    monkeypatch.setattr(servers_module, "_tried", set())
+    monkeypatch.setattr(servers_module, "_started", [])
+    port = free_port()
+    assert servers_module.ensure_server("memcached", f"127.0.0.1:{port}", port)
+    assert servers_module.ensure_server("memcached", MEMCACHED_SERVERS, 11211)  # found running
+    assert len(servers_module._started) == 1
+    servers_module.stop_started_servers()  # what atexit runs
+    assert not reachable("127.0.0.1", port)
+    host, main_port = MEMCACHED_SERVERS.split()[0].rsplit(":", 1)
+    assert reachable(host, int(main_port))  # the one found running is left alone
 
 
 # -- errors --------------------------------------------------------------------
