@@ -1,15 +1,15 @@
-"""SQLStore: records in a table of PostgreSQL, MariaDB/MySQL or SQLite, via SQLAlchemy Core.
+"""SQLStore: records in a table of PostgreSQL, MariaDB/MySQL or SQLite, via SQLAlchemy.
 
-One row per record: ``key``, ``data``, ``version`` (a random token),
-``expires_at`` and ``created`` (Unix times from the *database's* clock, so web
-servers with drifting clocks agree and no time zone is involved; NULL = never).
-Statements run in autocommit: a load is one ``SELECT``, a create one ``INSERT``,
-an update one ``UPDATE ... WHERE version = :expected``. A load writes only when
-the stored expiry is off the wanted one by more than ``refresh_interval``; on
-PostgreSQL that refresh rides in the load itself (a data-modifying CTE).
-Expired rows are misses until ``delete_expired`` removes them in batches
-(``psessions gc``). It does not use the ORM, migrate a table it did not create,
-or retry a lost compare-and-set (the factory does).
+One row per record: ``key``, ``data``, ``version`` (a random token), and
+``expires_at``/``created`` as Unix times from the *database's* clock (servers
+with drifting clocks agree; no time zone is involved; NULL = never). Every
+statement is its own autocommit transaction. A write sets the expiry to ttl +
+slack (``refresh_interval``, at most half the ttl); a load rewrites it only when
+the record would otherwise end before now + ttl: never early, at most the slack
+late, one write per slack for an active record. SQLAlchemy makes the engine,
+the pool, the SQL text and the table; a request's statements run on DBAPI
+cursors (``_connections``). Not here: the ORM, migrations, retrying a lost
+compare-and-set (the factory does).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 from typing import ClassVar
 
 from ...exceptions import ConflictError
-from ...exceptions import StoreUnavailableError
 from ...exceptions import missing_dependency
+from ..base import Clock
 from ..base import Converter
 from ..base import Record
 from ..base import as_bool
@@ -36,6 +36,10 @@ from . import _statements
 
 try:
     import sqlalchemy as sa
+
+    from ._connections import LEASE
+    from ._connections import Connections
+    from ._connections import store_error
 except ImportError:  # the OPTIONS table stays readable without the driver
     sa = None  # type: ignore[assignment]
 
@@ -44,9 +48,6 @@ __all__ = ["SQLStore"]
 security = logging.getLogger("pyramid_sessionstore.security")
 
 _NAME = re.compile(r"([A-Za-z_]\w{0,62}\.)?[A-Za-z_]\w{0,59}", re.ASCII)
-#: "Rolled back, try again" (MySQL deadlock; SQLSTATE serialization failure,
-#: deadlock): the write did not happen, so it is a lost compare-and-set.
-_RETRYABLE = {1213, "40001", "40P01"}
 
 
 class SQLStore:
@@ -58,10 +59,13 @@ class SQLStore:
         Default: true.
     :param pool_size: and *max_overflow*, *pool_recycle* (seconds), *pool_pre_ping*,
         *echo*: for ``create_engine``; unset means SQLAlchemy's default.
-    :param refresh_interval: seconds a stored expiry may be off the wanted one before
-        a load rewrites it (at most half the ttl), so reads are rarely writes. Default: 60.
+    :param refresh_interval: seconds a record may outlive its ttl, so that a load
+        rewrites the expiry once per this many seconds, not at every read (at most
+        half the ttl is used). A record never ends before its ttl. Default: 60.
     :param batch_size: rows per statement in ``delete_expired`` and ``keys``. Default: 1000.
     :param engine: a ready SQLAlchemy ``Engine`` instead of *url* (not disposed by close).
+    :param clock: code only: read the time from this function (Unix seconds) instead
+        of the database's clock, for tests and benchmarks that move time. Default: None.
     """
 
     OPTIONS: ClassVar[dict[str, Converter]] = {
@@ -71,7 +75,7 @@ class SQLStore:
         **dict.fromkeys(("pool_size", "max_overflow", "pool_recycle"), as_seconds),
         **{"refresh_interval": as_seconds, "batch_size": as_int},
     }
-    CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"engine"})
+    CODE_ONLY: ClassVar[frozenset[str]] = frozenset({"engine", "clock"})
 
     def __init__(
         self,
@@ -87,9 +91,10 @@ class SQLStore:
         refresh_interval: int | None = 60,
         batch_size: int = 1000,
         engine: sa.engine.Engine | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if sa is None:
-            raise missing_dependency("SQLStore", "sqlalchemy", "sql")
+            raise missing_dependency("SQLStore", "sqlalchemy", _statements.extra_for(url or ""))
         if (url is None) == (engine is None):
             raise ValueError("url: give a database url (or, in code, an engine instead)")
         if not _NAME.fullmatch(table):
@@ -101,45 +106,38 @@ class SQLStore:
         if engine is None:
             given = {"pool_size": pool_size, "max_overflow": max_overflow, "echo": echo}
             given.update(pool_recycle=pool_recycle, pool_pre_ping=pool_pre_ping)
-            engine = _statements.create_engine(
-                str(url), {k: v for k, v in given.items() if v is not None}
-            )
+            engine = _statements.create_engine(str(url), given)
+        _statements.usable(engine)
         self._where = mask_url(url) if url else engine.url.render_as_string(hide_password=True)
-        if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
-            raise ValueError("url: in-memory SQLite is private to one connection; give a file")
-        if getattr(engine.dialect, "_on_connect_isolation_level", None) != "AUTOCOMMIT":
-            # Only for a given engine: it costs SET statements per checkout on MySQL.
+        # An engine the application shares: one statement per check-out, so the
+        # store never holds a connection its code waits for; so too with pre-ping.
+        self._conns = Connections(engine, LEASE if self._owned and not pool_pre_ping else 0.0)
+        if self._conns.switch:  # a given engine: it costs SET statements per use on MySQL
             engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         #: The engine, in autocommit: a statement is a transaction, no BEGIN/COMMIT trips.
         self.engine = engine
         #: The table (``store.table.drop(store.engine)`` removes it).
         self.table = _statements.table(table)
         self._label = f"SQLStore at {self._where} (table {self.table.fullname})"
-        self._ready, self._lock = not create_table, threading.Lock()
-        self._pg = engine.dialect.name == "postgresql"
-        self._sql = _statements.statements(self.table, engine.dialect.name, batch_size)
+        self._ready, self._lock, self._clock = not create_table, threading.Lock(), clock
+        name = engine.dialect.name
+        self._sql = _statements.statements(self.table, name, batch_size, clock is not None)
+        self._conns.prepare(_statements.compiled(self._sql, engine.dialect))
 
     def __repr__(self) -> str:
         return f"SQLStore(url={self._where!r}, table={self.table.fullname!r})"
 
     @contextmanager
     def _connection(self, action: str) -> Iterator[sa.engine.Connection]:
-        """Yield a pooled connection; turn driver errors into the project's."""
-        where = self._label
+        """Yield a pooled SQLAlchemy connection (for the operator's statements)."""
         try:
+            self._conns.check_fork()
             if not self._ready:
                 self._create()
             with self.engine.connect() as conn:
                 yield conn
-        except sa.exc.DBAPIError as err:
-            orig: Any = err.orig
-            code = getattr(orig, "sqlstate", None) or (orig.args or [None])[0]
-            cause = f"{type(orig).__name__}: {orig}".strip()
-            if code in _RETRYABLE and action == "save":
-                raise ConflictError(f"{where}: {action} rolled back ({cause})", self) from err
-            raise StoreUnavailableError(f"{where}: {action} failed: {cause}", self) from err
-        except sa.exc.SQLAlchemyError as err:  # pool exhausted, ...
-            raise StoreUnavailableError(f"{where}: {action} failed: {err}", self) from err
+        except sa.exc.SQLAlchemyError as err:
+            raise store_error(self, action, err) from err
 
     def _create(self) -> None:
         with self._lock, self.engine.connect() as conn:
@@ -151,74 +149,85 @@ class SQLStore:
                     raise
             self._ready = True
 
+    def _run(self, action: str, name: str, params: dict[str, Any], rows: bool = False) -> Any:
+        """Run *name*; return its first row if *rows*, else its row count (0: a taken key)."""
+        if not self._ready:
+            with self._connection(action):
+                pass
+        try:
+            return self._conns.run(name, params, rows)
+        except (self._conns.errors, sa.exc.SQLAlchemyError) as err:
+            if name == "insert" and isinstance(err, self._conns.integrity_error):
+                return 0
+            raise store_error(self, action, err, name, self._conns.errors) from None
+
+    def _params(self, key: str, ttl: int | None) -> dict[str, Any]:
+        """Return the bind parameters every hot statement may use (floats: one plan)."""
+        life = None if ttl is None else float(ttl + min(self.refresh_interval, ttl / 2))
+        params = {"k": key, "ttl": None if ttl is None else float(ttl), "life": life}
+        if self._clock is not None:
+            params["now"] = float(self._clock())
+        return params
+
     def load(self, key: str, ttl: int | None) -> Record | None:
-        slack = None if ttl is None else min(self.refresh_interval, ttl / 2)
-        params = {"k": key, "ttl": ttl, "slack": slack}
-        with self._connection("load") as conn:
-            row = conn.execute(self._sql["load"], params).first()
-            if row is not None and not self._pg:  # PostgreSQL refreshed in the same statement
-                stored, wanted = row.expires_at, None if ttl is None else float(row.now) + ttl
-                if (stored is None) != (wanted is None) or (
-                    wanted is not None and abs(stored - wanted) > (slack or 0)
-                ):
-                    conn.execute(self._sql["touch"], params)
+        params = self._params(key, ttl)
+        row = self._run("load", "load", params, rows=True)
         if row is None:
             return None
-        if not isinstance(row.data, (bytes, memoryview)) or not row.version:
-            # Not a row this store wrote (text put there by hand, an empty version).
+        data, version, state = row
+        if state == 2 or not (
+            isinstance(data, (bytes, memoryview)) and isinstance(version, str) and version
+        ):  # not a row this store wrote (text put there by hand, NULL, NaN, a number)
             security.warning("SQLStore: deleting unreadable record %s… in %s", key[:12], self)
             self.delete(key)
             return None
-        return Record(bytes(row.data), row.version)
+        if state:  # the stored expiry would end it before now + ttl: refresh
+            self._run("load", "refresh", params)
+        return Record(bytes(data), version)
 
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         # A random token, not a counter: a record deleted and created again never
         # repeats a version, and the new one is known without reading it back.
         version = secrets.token_hex(16)
-        params = {"k": key, "data": bytes(data), "version": version, "ttl": ttl}
-        with self._connection("save") as conn:
-            if expected_version is not None:
-                params["expected"] = expected_version
-                done = conn.execute(self._sql["update"], params).rowcount == 1
-            else:  # a key held by an expired row is taken over
-                done = self._insert(conn, params) or (
-                    conn.execute(self._sql["delete_dead"], params).rowcount == 1
-                    and self._insert(conn, params)
-                )
+        params = self._params(key, ttl)
+        params.update(data=bytes(data), version=version)
+        if expected_version is not None:
+            params["expected"] = expected_version
+            done = self._run("save", "update", params) == 1
+        else:  # a key held by an expired row is taken over
+            done = self._run("save", "insert", params) == 1 or (
+                self._run("save", "delete_dead", params) == 1
+                and self._run("save", "insert", params) == 1
+            )
         if not done:
             state = "exists" if expected_version is None else "changed, vanished or expired"
             raise ConflictError(f"record {key[:12]}… {state} in {self}", self)
         return version
 
-    def _insert(self, conn: sa.engine.Connection, params: dict[str, Any]) -> bool:
-        """Insert the row; False when the key is taken."""
-        try:
-            result = conn.execute(self._sql["insert"], params)
-        except sa.exc.IntegrityError:
-            return False
-        return not result.returns_rows or result.first() is not None  # RETURNING: inserted
-
     def touch(self, key: str, ttl: int | None) -> bool:
-        with self._connection("touch") as conn:
-            return bool(conn.execute(self._sql["touch"], {"k": key, "ttl": ttl}).rowcount)
+        return bool(self._run("touch", "touch", self._params(key, ttl)))
 
     def delete(self, key: str) -> None:
-        with self._connection("delete") as conn:
-            conn.execute(self._sql["delete"], {"k": key})
+        self._run("delete", "delete", self._params(key, None))
 
     def close(self) -> None:
         """Close the pooled connections (not those of an engine given by the caller)."""
+        self._conns.close()
         if self._owned:
             self.engine.dispose()
+
+    def _now(self) -> dict[str, float]:
+        return {} if self._clock is None else {"now": float(self._clock())}
 
     def delete_expired(self) -> int:
         """Delete expired rows, *batch_size* at a time (short statements, few locks)."""
         removed = 0
         while True:
             with self._connection("delete_expired") as conn:
-                keys = list(conn.execute(self._sql["expired"]).scalars())
+                keys = list(conn.execute(self._sql["expired"], self._now()).scalars())
                 if keys:
-                    removed += conn.execute(self._sql["reap"], {"keys": keys}).rowcount
+                    params = {"keys": keys, **self._now()}
+                    removed += conn.execute(self._sql["reap"], params).rowcount
             if len(keys) < self.batch_size:
                 return removed
 
@@ -226,7 +235,8 @@ class SQLStore:
         after = ""
         while True:  # pages in key order: no cursor held open between yields
             with self._connection("keys") as conn:
-                page = list(conn.execute(self._sql["keys"], {"after": after}).scalars())
+                params = {"after": after, **self._now()}
+                page = list(conn.execute(self._sql["keys"], params).scalars())
             yield from page
             if len(page) < self.batch_size:
                 return
@@ -234,4 +244,4 @@ class SQLStore:
 
     def count(self) -> int:
         with self._connection("count") as conn:
-            return int(conn.execute(self._sql["count"]).scalar_one())
+            return int(conn.execute(self._sql["count"], self._now()).scalar_one())

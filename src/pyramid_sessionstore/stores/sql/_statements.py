@@ -2,8 +2,9 @@
 
 Kept apart from the store so the store reads as the protocol and the SQL reads
 as SQL (the split Flask-Session makes with ``postgresql/_queries.py``). Each
-statement is built once per store with bind parameters: it compiles once, then
-hits SQLAlchemy's compiled cache on every call.
+statement is built once per store with bind parameters. The ones a request
+runs are compiled to the dialect's SQL text once (:func:`compiled`); the
+operator's ones (gc, scans) hit SQLAlchemy's compiled cache on every call.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ try:
 except ImportError:  # SQLStore reports the missing driver
     sa = None  # type: ignore[assignment]
 
-__all__ = ["create_engine", "statements", "table"]
+__all__ = ["HOT", "compiled", "create_engine", "extra_for", "statements", "table", "usable"]
 
 #: The database's "now" as a Unix time (other dialects get the ANSI form). Times
 #: are numbers, not TIMESTAMP columns, so no session time zone is involved.
@@ -35,28 +36,58 @@ EPOCH = {
 }
 #: The extra that installs the DBAPI driver a url names.
 _EXTRAS = {"psycopg": "postgresql", "pymysql": "mysql"}
+#: The driver a url names by default, and the form that uses ours instead.
+_DEFAULT_DRIVERS = {"psycopg2": "postgresql+psycopg", "MySQLdb": "mysql+pymysql"}
 _SKIP_ROLLBACK = sa is not None and "skip_autocommit_rollback" in (
     inspect.signature(sa.engine.default.DefaultDialect).parameters
 )
 
 
 def create_engine(url: str, options: dict[str, Any]) -> sa.engine.Engine:
-    """Return an engine for *url*; a missing DBAPI driver names its package."""
+    """Return an engine for *url* with the *options* that are not None.
+
+    :raises MissingDependencyError: the DBAPI driver is missing (names its package).
+    :raises ValueError: *url* is unusable, or names an in-memory SQLite database.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
     try:
         if sa.engine.make_url(url).get_backend_name() in ("mysql", "mariadb") and _SKIP_ROLLBACK:
             # PyMySQL sends ROLLBACK at every pool check-in, even in autocommit: a
             # wasted round trip per operation (SQLAlchemy >= 2.0.43 can skip it).
             options["skip_autocommit_rollback"] = True
         # Autocommit for the engine's life, not per checkout (that costs SET statements).
-        return sa.create_engine(url, isolation_level="AUTOCOMMIT", **options)
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", **options)
     except ImportError as err:
         package = err.name or str(err)
         if extra := _EXTRAS.get(package):
             raise missing_dependency("SQLStore", package, extra) from err
         message = f"SQLStore needs the {package!r} package for {mask_url(url)}"
-        raise MissingDependencyError(f"{message}: pip install {package}") from err
+        message += f": pip install {package}"
+        if ours := _DEFAULT_DRIVERS.get(package):
+            message += f", or write the url as {ours}://... and pip install"
+            message += f" 'pyramid_sessionstore[{extra_for(ours)}]'"
+        raise MissingDependencyError(message) from err
     except (sa.exc.ArgumentError, TypeError) as err:
         raise ValueError(f"url: cannot use {mask_url(url)}: {err}") from err
+    return usable(engine)
+
+
+def usable(engine: sa.engine.Engine) -> sa.engine.Engine:
+    """Return *engine*; raise ValueError for an in-memory SQLite one."""
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        raise ValueError("url: in-memory SQLite is private to one connection; give a file")
+    return engine
+
+
+def extra_for(url: str) -> str:
+    """Return the extra to install for *url*: the one with its database's driver.
+
+    Read from the scheme alone, so it works before SQLAlchemy is installed.
+    """
+    backend = url.partition(":")[0].partition("+")[0].lower()
+    if backend == "postgresql":
+        return "postgresql"
+    return "mysql" if backend in ("mysql", "mariadb") else "sql"
 
 
 def table(name: str) -> sa.Table:
@@ -75,40 +106,59 @@ def table(name: str) -> sa.Table:
     )
 
 
-def statements(t: sa.Table, dialect: str, batch_size: int) -> dict[str, Any]:
+def statements(t: sa.Table, dialect: str, batch_size: int, clock: bool) -> dict[str, Any]:
     """Return the store's statements on table *t*, by name.
 
-    Bind parameters: ``k`` key, ``ttl`` seconds or None, ``slack`` seconds the
-    stored expiry may be off the wanted one before a load refreshes it, ``data``,
-    ``version``, ``expected`` (version), ``after`` (key), ``keys`` (list).
+    Bind parameters: ``k`` key; ``ttl`` the idle seconds a record must still
+    have after a load (None: never expires); ``life`` the seconds a write gives
+    it (``ttl`` plus the refresh slack, so a refresh is due once per slack, and
+    a record may outlive its ``ttl`` by the slack but never ends before it);
+    ``data``, ``version``, ``expected`` (version), ``after`` (key), ``keys``
+    (list); ``now``, the time, when *clock* (else the database's clock is read).
     """
     c, k = t.c, sa.bindparam("k", type_=sa.String())
-    now: Any = sa.literal_column(EPOCH.get(dialect, EPOCH["postgresql"]), sa.Double())
-    ttl: Any = sa.cast(sa.bindparam("ttl"), sa.Double())  # cast: PostgreSQL must type a NULL
-    expires = now + ttl  # NULL (never) when ttl is None
+    now: Any = (
+        sa.bindparam("now", type_=sa.Double())
+        if clock
+        else sa.literal_column(EPOCH.get(dialect, EPOCH["postgresql"]), sa.Double())
+    )
+    # PostgreSQL must be told a NULL's type; MariaDB/MySQL has no CAST to DOUBLE.
+    typed = sa.type_coerce if dialect in ("mysql", "mariadb") else sa.cast
+    ttl: Any = typed(sa.bindparam("ttl"), sa.Double())
+    expires = now + typed(sa.bindparam("life"), sa.Double())  # NULL (never) for None
     live = sa.or_(c.expires_at.is_(None), c.expires_at > now)
+    # Due: "never" on one side only, or the stored expiry would end the record
+    # before now + ttl, or it lies beyond now + life (the ttl was shortened).
+    due = sa.or_(
+        c.expires_at.is_(None) != ttl.is_(None), c.expires_at < now + ttl, c.expires_at > expires
+    )
     data = sa.type_coerce(c.data, sa.types.NullType()).label("data")  # raw: the store checks it
-    load = sa.select(data, c.version, c.expires_at, now.label("now")).where(c.key == k, live)
+    # The load's third column says what to do: 0 nothing, 1 refresh (the store
+    # then sends "refresh", a second statement once per slack per active record;
+    # a data-modifying CTE would make it one, but costs every load more than it
+    # saves), 2 the expiry is not one this store writes (text in SQLite, NaN or
+    # infinity in PostgreSQL): an unreadable row. One column, because drivers
+    # pay per column (PyMySQL parses a packet for each).
+    cases: list[Any] = [(due, sa.literal_column("1", sa.Integer()))]
+    if (bad := _unwritten(c.expires_at, dialect)) is not None:
+        cases.insert(0, (bad, sa.literal_column("2", sa.Integer())))
+    state = sa.case(*cases, else_=sa.literal_column("0", sa.Integer())).label("state")
+    load = sa.select(data, c.version, state).where(c.key == k, live)
     touch = t.update().where(c.key == k, live).values(expires_at=expires)
-    if dialect == "postgresql":
-        # The refresh rides in the load, writing only when due: "never" on one side
-        # only, or the stored expiry is off the wanted one by more than the slack.
-        off = sa.func.abs(c.expires_at - expires) > sa.bindparam("slack")
-        due = sa.or_(c.expires_at.is_(None) != ttl.is_(None), off)
-        load = load.add_cte(touch.where(due).returning(c.key).cte("refresh"))
     changed: dict[str, Any] = {"data": sa.bindparam("data"), "version": sa.bindparam("version")}
     changed["expires_at"] = expires
     row = {"key": k, "created": now, **changed}
     # A taken key: IntegrityError, except on PostgreSQL, where ON CONFLICT DO
-    # NOTHING keeps the server log clean and RETURNING says whether it inserted
-    # (an INSERT's rowcount is not reliable across SQLAlchemy 2.0 releases).
+    # NOTHING keeps the server log clean (the DBAPI row count says 0).
     insert: Any = t.insert().values(row)
     if dialect == "postgresql":
-        insert = postgresql.insert(t).values(row).on_conflict_do_nothing().returning(c.key)
+        insert = postgresql.insert(t).values(row).on_conflict_do_nothing()
     current = sa.and_(c.key == k, c.version == sa.bindparam("expected"), live)
     return {
         "load": load,
         "touch": touch,
+        # Due again in the WHERE: of two loads that both saw it due, one writes.
+        "refresh": touch.where(due),
         "insert": insert,
         "update": t.update().where(current).values(changed),
         "delete": t.delete().where(c.key == k),
@@ -124,3 +174,34 @@ def statements(t: sa.Table, dialect: str, batch_size: int) -> dict[str, Any]:
             c.key.in_(sa.bindparam("keys", expanding=True)), c.expires_at <= now
         ),
     }
+
+
+def _unwritten(expires_at: Any, dialect: str) -> Any:
+    """Return a test for an expiry this store never writes, or None where none can be stored."""
+    if dialect == "sqlite":  # any type goes in any column
+        kinds: list[Any] = [sa.literal_column(f"'{k}'") for k in ("real", "integer", "null")]
+        return sa.func.typeof(expires_at).not_in(kinds)
+    if dialect == "postgresql":  # -Infinity is never live, so never loaded
+        odd: list[Any] = [sa.literal_column(f"'{v}'::float8") for v in ("NaN", "Infinity")]
+        return expires_at.in_(odd)
+    return None
+
+
+#: The statements run on DBAPI cursors (see ``_connections``); the others go
+#: through SQLAlchemy (expanding parameters, operator commands).
+HOT = ("load", "refresh", "touch", "insert", "update", "delete", "delete_dead")
+
+
+def compiled(stmts: dict[str, Any], dialect: sa.engine.Dialect) -> dict[str, tuple[str, Any]]:
+    """Return the SQL text of the :data:`HOT` statements for *dialect*, by name.
+
+    Each value is (text, names): *names* is the order of the positional
+    parameters for a positional paramstyle (``qmark`` for sqlite3), or None
+    when the driver takes a dict (``pyformat`` for psycopg and PyMySQL).
+    """
+    done = {}
+    for name in HOT:
+        text = stmts[name].compile(dialect=dialect)
+        positional = dialect.paramstyle in ("qmark", "format", "numeric")
+        done[name] = (text.string, tuple(text.positiontup or ()) if positional else None)
+    return done
