@@ -1,8 +1,8 @@
 """The contract every store passes, as pytest classes to subclass.
 
 A store's test module subclasses :class:`StoreContract` (plus
-:class:`ExpiryContract`, :class:`ScanContract` and
-:class:`UnavailableContract` for the abilities it has), declares
+:class:`ExpiryContract`, :class:`ScanContract`, :class:`UnavailableContract`
+and :class:`RawContentsContract` for the abilities it has), declares
 ``capabilities`` and provides one fixture, ``store_factory``: a callable that
 takes a namespace (a fresh prefix, directory or table name) and returns a
 store isolated in it. The suite creates one namespace per test and deletes
