@@ -184,6 +184,7 @@ class SessionStorePanel(DebugPanel):  # type: ignore[misc]  # the toolbar is unt
             before_known=self._before is not None or not self._loaded,
             rows=report.data_rows(before, session._data),
             outcome=outcome,
+            verdict=report.verdict(outcome, session._attempts),
             attempts=session._attempts,
             regenerated=session._moved_from is not None,
             invalidated=len(session._ended),

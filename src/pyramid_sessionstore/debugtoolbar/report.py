@@ -27,7 +27,14 @@ from ..session import Session
 from ..stores.base import mask_url
 from .timing import Recorder
 
-__all__ = ["Row", "cookie_decision", "data_rows", "factory_options", "masked_settings"]
+__all__ = [
+    "Row",
+    "cookie_decision",
+    "data_rows",
+    "factory_options",
+    "masked_settings",
+    "verdict",
+]
 
 MASK = "***"
 #: Words that make a setting's value a secret.
@@ -132,6 +139,19 @@ def masked_settings(settings: Mapping[str, Any], prefix: str = "session.") -> li
             value = " ".join(mask_url(part) for part in value.split())
         shown_settings.append((key, value))
     return shown_settings
+
+
+_WRITTEN = (lifecycle.OUTCOME_CREATED, lifecycle.OUTCOME_UPDATED, lifecycle.OUTCOME_MOVED)
+
+
+def verdict(outcome: str | None, attempts: int) -> str:
+    """Return what happened in the store: ``written``, ``conflict-merged``, ``unchanged``,
+    ``deleted`` or ``not written``."""
+    if outcome in _WRITTEN:
+        return "conflict-merged" if attempts > 1 else "written"
+    if outcome in (lifecycle.OUTCOME_UNCHANGED, lifecycle.OUTCOME_DELETED):
+        return outcome
+    return "not written"
 
 
 def cookie_headers(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
