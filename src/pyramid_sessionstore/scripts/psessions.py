@@ -1,6 +1,6 @@
 """``psessions``: look into and tidy an application's session store from its ``.ini``.
 
-``psessions CONFIG_URI[#name] {stats,gc,show,purge}`` reads the ``session.*``
+``psessions CONFIG_URI[#name] {stats,gc,show,list,purge}`` reads the ``session.*``
 settings of the app section (``pyramid.paster.get_appsettings``) and builds the
 session factory exactly as the app does (``session_factory_from_settings``), so
 a setting the app would reject is rejected here too, naming the setting.
@@ -20,59 +20,115 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hmac
 import io
-import json
 import os
-import pprint
 import re
 import sys
 import textwrap
-import time
 from collections.abc import Sequence
-from datetime import datetime
-from datetime import timezone
 from typing import Any
 from typing import NoReturn
-from typing import cast
 
 from pyramid.paster import get_appsettings
 from pyramid.paster import setup_logging
 
-from ..cookies import DEFAULT
-from ..cookies import store_key
+from ..active import SessionInfo
+from ..active import _live
+from ..active import handle_of
 from ..exceptions import ConfigurationError
 from ..exceptions import StoreError
 from ..factory import SessionFactory
-from ..payload import Header
-from ..payload import decode
+from ..policy import Policy
 from ..settings import session_factory_from_settings
-from ..stores.base import SealsCookies
 from ..stores.base import SupportsExpiry
 from ..stores.base import SupportsScan
 from ..stores.memory import MemoryStore
 from ..users import end_user_sessions
+from ..users import forget
+from ._common import BROKEN_PIPE
+from ._common import FAILED
+from ._common import INDEX_KEY
+from ._common import INTERRUPTED
+from ._common import OK
+from ._common import SESSION_KEY
+from ._common import USAGE
+from ._common import CommandError as _Exit
+from ._common import printable
+from ._common import when
+from ._show import show
 
 __all__ = ["PSessionsCommand", "main"]
 
-OK, FAILED, USAGE = 0, 1, 2
-#: 128 + the signal number, as shells report a command a signal ended.
-INTERRUPTED, BROKEN_PIPE = 128 + 2, 128 + 13  # SIGINT, SIGPIPE (POSIX numbers)
-
-_SESSION_KEY = re.compile(r"\A[0-9a-f]{64}\Z")
-_INDEX_KEY = re.compile(r"\A[0-9a-f]{40}\Z")
-_SESSION_ID = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
+#: A session handle, as ``list`` prints it (base64url of 16 bytes).
+_HANDLE = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
+#: A user id the command line gives as text that ``bind_user`` may have had as an int.
+_INT = re.compile(r"\A(0|-?[1-9][0-9]*)\Z")
 
 
 def _dash_safe(args: list[str]) -> list[str]:
-    """Let the value after ``show`` start with ``-``, as 1 session id in 64 does.
+    """Let the value after ``show`` or ``--session`` start with ``-``, as 1 id or handle in 64 does.
 
-    argparse would read it as an option; a ``--`` before it says it is a value.
+    argparse would read it as an option: a ``--`` before the session says it
+    is a value, and a handle (22 characters of base64url) is joined to its
+    option (``--session=-AbC…``).
     """
+    for at, arg in enumerate(args[:-1]):
+        if arg == "--session" and args[at + 1].startswith("-") and _HANDLE.match(args[at + 1]):
+            args = [*args[:at], f"--session={args[at + 1]}", *args[at + 2 :]]
+            break
     if "show" in args[1:]:
         at = args.index("show", 1) + 1
         if at < len(args) and args[at].startswith("-") and args[at] not in ("-h", "--help", "--"):
             return [*args[:at], "--", *args[at:]]
     return args
+
+
+def _userids(text: str) -> list[Any]:
+    """Return the user ids *text* names: itself, and the int it spells, if it spells one.
+
+    The command line gives text, but ``bind_user`` may have been given an int,
+    and the user index tells ``42`` from ``"42"``.
+    """
+    return [text, int(text)] if _INT.match(text) else [text]
+
+
+def _list_sessions(policy: Policy, userid: Any) -> list[SessionInfo]:
+    """Return *userid*'s live sessions, most recently active first (none is ``current``).
+
+    The request-free twin of :func:`~pyramid_sessionstore.list_user_sessions`.
+    """
+    infos = [
+        SessionInfo(handle_of(policy, userid, key), created, last, e.get("ua"), e.get("ip"), False)
+        for key, (created, last, e) in _live(policy, userid).items()
+    ]
+    return sorted(infos, key=lambda info: info.last_active, reverse=True)
+
+
+def _end_one(policy: Policy, userid: Any, handle: str) -> bool:
+    """End *userid*'s live session named *handle*; return False (nothing ended) if none is.
+
+    The request-free twin of :func:`~pyramid_sessionstore.end_session`: a
+    handle of another user's session, a made-up one, or one of a session that
+    already ended changes nothing. Listing first drops the index entries of
+    sessions that ended, as the app's listing does; on a store that cannot
+    peek (and so lists every indexed session), ``touch`` tells whether the
+    record was still there, as ``purge --user`` counts.
+    """
+    live = _live(policy, userid)
+    key = next((k for k in live if hmac.compare_digest(handle_of(policy, userid, k), handle)), None)
+    if key is None:
+        return False
+    alive = policy.store.touch(key, 1)
+    policy.store.delete(key)
+    forget(policy, userid, {key})
+    return alive
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Return *rows* as lines of columns two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*map(str.ljust, row, widths), row[-1]]) for row in rows]
 
 
 def main(argv: Sequence[str] = sys.argv, quiet: bool = False) -> int:
@@ -102,26 +158,6 @@ def _drop_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fd)
         os.close(devnull)
-
-
-class _Exit(Exception):
-    """End the command with *code*, after printing *message* on stderr."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
-
-
-def _pretty(data: dict[str, Any]) -> str:
-    """Return *data* as indented JSON; values JSON cannot show appear as their repr."""
-    try:
-        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):  # keys that are not strings (pickle), cycles
-        return pprint.pformat(data)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,10 +193,24 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         metavar="SESSION_COOKIE_OR_ID",
         help="A session cookie value (id.signature), a session id or a store key (64 hex).",
     )
-    purge = commands.add_parser("purge", help="End the sessions of a user, or all records.")
+    listing = commands.add_parser(
+        "list", help="List the active sessions of a user, most recently active first."
+    )
+    listing.add_argument("--user", metavar="USERID", required=True, help="The user id.")
+    purge = commands.add_parser(
+        "purge", help="End the sessions of a user, one session of a user, or all records."
+    )
     which = purge.add_mutually_exclusive_group(required=True)
-    which.add_argument("--user", metavar="USERID", help="End every session of USERID.")
+    which.add_argument(
+        "--user", metavar="USERID", help="End every session of USERID (or, with --session, one)."
+    )
     which.add_argument("--all", action="store_true", help="Delete every record of the store.")
+    purge.add_argument(
+        "--session",
+        dest="handle",
+        metavar="HANDLE",
+        help="End only the session of USERID that 'list --user USERID' names HANDLE.",
+    )
     purge.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation.")
     return parser
 
@@ -187,6 +237,8 @@ class PSessionsCommand:
 
     def __init__(self, argv: Sequence[str], quiet: bool = False) -> None:
         self.args = self.parser.parse_args(_dash_safe(list(argv[1:])))
+        if getattr(self.args, "handle", None) is not None and self.args.user is None:
+            self.parser.error("purge --session HANDLE needs --user USERID (whose session it is)")
         self.quiet = quiet
 
     def out(self, msg: str) -> None:
@@ -243,9 +295,9 @@ class PSessionsCommand:
             raise _Exit(FAILED, f"{store!r} cannot list its records (no keys()/count()): no stats")
         sessions = indexes = others = 0
         for key in store.keys():
-            if _SESSION_KEY.match(key):
+            if SESSION_KEY.match(key):
                 sessions += 1
-            elif _INDEX_KEY.match(key):
+            elif INDEX_KEY.match(key):
                 indexes += 1
             else:
                 others += 1
@@ -272,100 +324,48 @@ class PSessionsCommand:
         return OK
 
     def _show(self, factory: SessionFactory) -> int:
-        value = self.args.session.strip().strip('"')
-        store = factory.store
-        if isinstance(store, SealsCookies):
-            return self._show_sealed(factory, store, value)
-        # load() refreshes the expiry: give it the one the app would give, so
-        # looking at a session does not change when it ends.
-        ttl = factory.timeout
-        if _SESSION_KEY.match(value):
-            key = value
-        elif _SESSION_ID.match(value):
-            key = store_key(value)
-        elif "." in value:
-            verified = factory.signer.verify(value)
-            if verified is None:
-                raise _Exit(FAILED, "not a session cookie signed with these session secrets")
-            key = store_key(verified.session_id)
-            if verified.timeout is not DEFAULT:
-                ttl = cast("int | None", verified.timeout)
-        else:
+        return show(factory, self.args.session, self.out)
+
+    def _list(self, factory: SessionFactory) -> int:
+        if factory.client_side:
             raise _Exit(
-                USAGE,
-                f"show: {value[:80]!r} is neither a session cookie value (id.signature),"
-                " a session id (43 characters) nor a store key (64 hex digits)",
+                FAILED, f"{factory.store!r} keeps sessions in browser cookies: none to list"
             )
-        loaded_ttl = factory.cap_ttl(ttl, None)
-        record = store.load(key, loaded_ttl)
-        if record is None:
-            raise _Exit(FAILED, f"no session {key} in {store!r} (unknown or expired)")
-        header, data = self._decode(factory, record.data, f"record {key}")
-        idle = header.timeout if header.timeout is not None else factory.timeout
-        right_ttl = factory.cap_ttl(idle, header.created)
-        if right_ttl != loaded_ttl:
-            store.touch(key, right_ttl)
-        self.out(f"key:      {key}")
-        self._print_session(factory, header, data)
-        expiry = "never" if right_ttl is None else f"{_when(time.time() + right_ttl)} (if idle)"
-        self.out(f"expires:  {expiry}")
-        self.out("data:")
-        self.out(_pretty(data))
+        user = self.args.user
+        infos = [i for uid in _userids(user) for i in _list_sessions(factory.policy, uid)]
+        if not infos:
+            self.out(f"no active sessions of user {user!r}")
+            return OK
+        rows = [("handle", "created", "last active", "ip", "user agent")]
+        for info in sorted(infos, key=lambda info: info.last_active, reverse=True):
+            ip, agent = printable(info.ip or "-"), printable(info.user_agent or "-")
+            rows.append((info.handle, when(info.created), when(info.last_active), ip, agent))
+        for line in _table(rows):
+            self.out(line)
         return OK
-
-    def _show_sealed(self, factory: SessionFactory, store: SealsCookies, value: str) -> int:
-        if _SESSION_KEY.match(value) or _SESSION_ID.match(value):
-            raise _Exit(
-                FAILED,
-                f"{store!r} keeps sessions in browser cookies, not on the server:"
-                " pass the value of a session cookie to decrypt it",
-            )
-        unsealed = store.unseal(value)
-        if unsealed is None:
-            raise _Exit(FAILED, f"not a session cookie that {store!r} can decrypt")
-        header, data = self._decode(factory, unsealed[0], "cookie")
-        self.out(f"cookie:   sealed by {store!r}{'' if unsealed[1] else ' (older key or format)'}")
-        self._print_session(factory, header, data)
-        self.out("data:")
-        self.out(_pretty(data))
-        return OK
-
-    def _decode(
-        self, factory: SessionFactory, payload: bytes, what: str
-    ) -> tuple[Header, dict[str, Any]]:
-        try:
-            header, data_bytes = decode(payload)
-            data = factory.serializer.loads(data_bytes)
-        except Exception as exc:  # noqa: BLE001 - any serializer's failure on stored bytes
-            raise _Exit(FAILED, f"{what} is not a readable session: {exc}") from exc
-        if type(data) is not dict:
-            raise _Exit(FAILED, f"{what} is not a readable session: data is not a dict")
-        return header, data
-
-    def _print_session(self, factory: SessionFactory, header: Header, data: dict[str, Any]) -> None:
-        self.out(f"created:  {_when(header.created)}")
-        self.out(f"written:  {_when(header.written)}")
-        self.out(f"userid:   {json.dumps(header.userid, default=repr)}")
-        if header.timeout is not None:
-            self.out(f"timeout:  {header.timeout} s (its own, from set_timeout)")
-        else:
-            self.out(f"timeout:  {factory.timeout} s (session.timeout)")
-        if factory.max_lifetime is not None:
-            ends = header.created + factory.max_lifetime
-            past = " (passed: the app ends it on its next load)" if ends <= time.time() else ""
-            self.out(f"lifetime: ends {_when(ends)}{past}")
 
     def _purge(self, factory: SessionFactory) -> int:
         store = factory.store
+        user = self.args.user
         if factory.client_side:
             raise _Exit(
                 FAILED,
                 f"{store!r} keeps sessions in browser cookies; they cannot be ended on the"
                 f" server (rotating {self.args.prefix}secret ends them all)",
             )
-        if self.args.user is not None:
-            ended = end_user_sessions(factory, self.args.user)
-            self.out(f"ended {ended} session(s) of user {self.args.user!r}")
+        if self.args.handle is not None:
+            handle = self.args.handle
+            if any(_end_one(factory.policy, uid, handle) for uid in _userids(user)):
+                self.out(f"ended session {handle} of user {user!r}")
+                return OK
+            raise _Exit(
+                FAILED,
+                f"no active session {handle!r} of user {user!r} (made up, another user's,"
+                " or already ended): nothing ended",
+            )
+        if user is not None:
+            ended = sum(end_user_sessions(factory, uid) for uid in _userids(user))
+            self.out(f"ended {ended} session(s) of user {user!r}")
             return OK
         if not isinstance(store, SupportsScan):
             raise _Exit(FAILED, f"{store!r} cannot list its records (no keys()): cannot purge all")
