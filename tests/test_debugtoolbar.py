@@ -8,8 +8,14 @@ of it.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +36,10 @@ from pyramid_sessionstore.stores.base import Store
 from pyramid_sessionstore.stores.base import SupportsExpiry
 from pyramid_sessionstore.stores.base import SupportsPeek
 from pyramid_sessionstore.stores.base import SupportsScan
+from servers import free_port
 
 SECRET = "toolbar-tests-" + "Qm4vT9xZ" * 6
+DEMO = Path(__file__).parent.parent / "demo"
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}  # the toolbar watches only its hosts
 
 
@@ -116,9 +124,18 @@ def browser(store_settings: dict[str, str]) -> TestApp:
 
 def panel(browser: TestApp, response: TestResponse) -> str:
     """Open the toolbar's page of the request that made *response*; return the panel's HTML."""
-    match = re.search(r'href="([^"]+)"\s+target="pDebugToolbar"', response.text)
+    return panel_of(browser.get(toolbar_url(response.text), status=200).text)
+
+
+def toolbar_url(page: str) -> str:
+    """Return the link to the toolbar's page that the toolbar put in *page*."""
+    match = re.search(r'href="([^"]+)"\s+target="pDebugToolbar"', page)
     assert match is not None, "the toolbar did not watch this request"
-    page = browser.get(match.group(1), status=200).text
+    return match.group(1)
+
+
+def panel_of(page: str) -> str:
+    """Return the panel's section of a toolbar *page*, after its tab's badge."""
     section = page[page.index('<div id="sessionstore-panel">') :]
     section = section[: section.index("<!-- /sessionstore-panel -->")]
     tab = re.search(r'id="pDebugPanel-sessionstore">.*?</li>', page, re.S)
@@ -275,6 +292,39 @@ def test_panel_renders_for_a_factory_made_in_code(tmp_path: Path) -> None:
     shown = text(panel(app, app.get("/write/a/1")))
     assert "written : created" in shown and "1 round trip," in shown
     assert "Settings" not in shown  # no session.* settings to show
+
+
+def test_demo_served_with_toolbar_ini_shows_the_panel(tmp_path: Path) -> None:
+    # As docs/debugtoolbar.md says to run it: pserve demo/toolbar.ini (here
+    # on a free port, its store file in tmp_path/var).
+    port = free_port()
+    (tmp_path / "development.ini").write_text(
+        (DEMO / "development.ini").read_text().replace("127.0.0.1:6543", f"127.0.0.1:{port}")
+    )
+    (tmp_path / "toolbar.ini").write_text((DEMO / "toolbar.ini").read_text())
+    pserve = Path(sys.executable).with_name("pserve")
+    server = subprocess.Popen(
+        [str(pserve), str(tmp_path / "toolbar.ini")], stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            assert time.monotonic() < deadline and server.poll() is None, "pserve did not start"
+            time.sleep(0.1)
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        page = browser.open(f"http://127.0.0.1:{port}/login").read().decode()
+        section = panel_of(browser.open(toolbar_url(page)).read().decode())
+    finally:
+        server.terminate()
+        server.wait(10)
+    shown = text(section)
+    assert "Store SQLiteStore(path=" in shown and "var/sessions.sqlite" in shown
+    # The login form's CSRF token makes a new session.
+    assert row(section, "_csrft_") == "added _csrft_ *** (CSRF token)"
+    assert "written : created" in shown and "cookie set" in shown
+    assert "session.store sqlite" in shown and "session.secret ***" in shown
 
 
 def test_including_the_panel_in_the_application_says_where_it_belongs() -> None:
