@@ -40,6 +40,7 @@ from . import events
 from . import lifecycle
 from .cookie_header import CookieHeader
 from .cookie_header import vary_on_cookie
+from .cookies import MAX_COOKIE_LENGTH
 from .cookies import CookieValue
 from .cookies import Signer
 from .cookies import checked_secrets
@@ -51,7 +52,7 @@ from .policy import Policy
 from .sealing import RecordSealer
 from .serializers import JSONSerializer
 from .serializers import Serializer
-from .serializers import check as json_check
+from .serializers import checker_for
 from .serializers import serializer_by_name
 from .session import Session
 from .stores.base import SealsCookies
@@ -250,6 +251,13 @@ class SessionFactory:
             secure=secure,
             httponly=httponly,
             samesite=self.samesite,
+            # A signed id is at most 128 characters: a longer value is dropped
+            # unread. Sealed cookies (the cookie store, or imported) need more.
+            max_length=(
+                4096
+                if isinstance(store, SealsCookies) or import_from is not None
+                else MAX_COOKIE_LENGTH
+            ),
         )
         self.timeout = timeout
         self.max_lifetime = max_lifetime
@@ -271,12 +279,11 @@ class SessionFactory:
         use_cookie_name = getattr(self.sealer, "use_cookie_name", None)
         if callable(use_cookie_name):  # it counts the name in its size limit
             use_cookie_name(cookie_name)
-        check = getattr(serializer, "check", None)
         #: What this factory decided, as the lifecycle reads it.
         self.policy = Policy(
             store=store,
             serializer=serializer,
-            check=check if callable(check) else _check_for(serializer),
+            check=checker_for(serializer),
             signer=self.signer,
             cookie=self.cookie,
             timeout=timeout,
@@ -382,17 +389,6 @@ def _record_sealer(secrets: Sequence[str], *, required: bool) -> RecordSealer | 
         if required:
             raise
         return None
-
-
-def _check_for(serializer: Serializer) -> Any:
-    """Return the assignment-time value check for a serializer without its own."""
-    if isinstance(serializer, JSONSerializer) or type(serializer).__name__ == "MsgpackSerializer":
-        return json_check
-    return _no_check
-
-
-def _no_check(value: Any, key: str) -> None:
-    """Accept any value: the serializer reports what it cannot store at save."""
 
 
 def _answer_save_failure(request: Request, response: Any, err: Exception) -> None:

@@ -72,12 +72,7 @@ def begin(policy: Policy, request: Request) -> Session:
     :raises StoreUnavailableError: when the store cannot be reached and
         ``on_store_error`` is ``raise``.
     """
-    read_all = getattr(policy.cookie, "read_all", None)  # TEMP until cookie_header lands
-    if read_all is None:
-        one = policy.cookie.read(request.environ)
-        values = [one] if one else []
-    else:
-        values = read_all(request.environ)
+    values = policy.cookie.read_all(request.environ)
     for value in values:
         if policy.sealer is not None:
             session = _unseal(policy, policy.sealer, value)
