@@ -28,8 +28,10 @@ from pyramid.response import Response
 from webtest import TestApp
 from webtest import TestResponse
 
+from pyramid_sessionstore import SessionFactory
 from pyramid_sessionstore.debugtoolbar import timing
 from pyramid_sessionstore.debugtoolbar.report import masked_settings
+from pyramid_sessionstore.stores import CookieStore
 from pyramid_sessionstore.stores import MemoryStore
 from pyramid_sessionstore.stores import SQLiteStore
 from pyramid_sessionstore.stores.base import Store
@@ -275,8 +277,6 @@ def test_lost_race_shows_conflict_merged(browser: TestApp) -> None:
 
 
 def test_panel_renders_for_a_factory_made_in_code(tmp_path: Path) -> None:
-    from pyramid_sessionstore import SessionFactory
-
     with Configurator(
         settings={"debugtoolbar.includes": "pyramid_sessionstore.debugtoolbar"}
     ) as config:
@@ -325,6 +325,30 @@ def test_demo_served_with_toolbar_ini_shows_the_panel(tmp_path: Path) -> None:
     assert row(section, "_csrft_") == "added _csrft_ *** (CSRF token)"
     assert "written : created" in shown and "cookie set" in shown
     assert "session.store sqlite" in shown and "session.secret ***" in shown
+
+
+def test_cookie_store_and_a_failing_view_are_shown() -> None:
+    def boom(request: Request) -> Response:
+        request.session["x"] = 1
+        raise RuntimeError("the view failed")
+
+    with Configurator(
+        settings={"debugtoolbar.includes": "pyramid_sessionstore.debugtoolbar"}
+    ) as config:
+        config.include("pyramid_debugtoolbar")
+        config.set_session_factory(SessionFactory(SECRET, store=CookieStore()))
+        config.add_route("boom", "/boom")
+        config.add_view(boom, route_name="boom")
+        app = TestApp(config.make_wsgi_app(), extra_environ=LOCAL)
+    app.get("/boom", status=500)  # the toolbar's traceback page
+    section = panel_of(app.get("/_debug_toolbar/").text)  # the last request's page
+    shown = text(section)
+    assert "Store CookieStore(" in shown
+    assert "Not recorded: the cookie store keeps the session in the cookie" in shown
+    assert row(section, "x") == "added x 1"
+    assert "written : created" in shown  # set_on_exception=True
+    assert "cookie set : the cookie store keeps the session in the cookie itself" in shown
+    assert session_cookie(app) not in section
 
 
 def test_including_the_panel_in_the_application_says_where_it_belongs() -> None:

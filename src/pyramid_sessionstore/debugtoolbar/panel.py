@@ -165,6 +165,7 @@ class SessionStorePanel(DebugPanel):  # type: ignore[misc]  # the toolbar is unt
             store=repr(store),
             store_type=type(getattr(store, "inner", store)).__name__,
             timed=isinstance(store, timing.TimedStore),
+            client_side=factory.client_side,
             options=report.factory_options(factory),
             settings=report.masked_settings(request.registry.settings or {}),
             store_calls=report.store_summary(self._recorder),
