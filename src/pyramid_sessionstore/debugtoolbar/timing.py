@@ -111,8 +111,9 @@ class TimedStore:
     abilities of the store it wraps (``peek``, ``delete_expired``, ``keys``
     and ``count``) are defined on a subclass made for that store, so
     ``isinstance`` checks against the capability protocols answer as they
-    would for the store itself. Other attributes are read from the wrapped
-    store.
+    would for the store itself. ``keys()`` is passed through untimed (it is
+    a generator; only ``psessions`` uses it). Other attributes are read from
+    the wrapped store.
     """
 
     def __init__(self, inner: Store) -> None:
