@@ -112,6 +112,18 @@ def make_app(settings: dict[str, str]) -> Any:
     return holder["app"]
 
 
+def app_in_code(factory: SessionFactory, pattern: str, view: Any) -> TestApp:
+    """Return a browser on an app whose factory is made in code, with one view."""
+    with Configurator(
+        settings={"debugtoolbar.includes": "pyramid_sessionstore.debugtoolbar"}
+    ) as config:
+        config.include("pyramid_debugtoolbar")
+        config.set_session_factory(factory)
+        config.add_route("view", pattern)
+        config.add_view(view, route_name="view")
+        return TestApp(config.make_wsgi_app(), extra_environ=LOCAL)
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "memory":
@@ -277,18 +289,12 @@ def test_lost_race_shows_conflict_merged(browser: TestApp) -> None:
 
 
 def test_panel_renders_for_a_factory_made_in_code(tmp_path: Path) -> None:
-    with Configurator(
-        settings={"debugtoolbar.includes": "pyramid_sessionstore.debugtoolbar"}
-    ) as config:
-        config.include("pyramid_debugtoolbar")
-        config.set_session_factory(
-            SessionFactory(SECRET, store=SQLiteStore(path=str(tmp_path / "s.sqlite")))
-        )
-        config.add_route("write", "/write/{key}/{value}")
-        config.add_view(
-            lambda request: (request.session.update(a=1), _page("ok"))[1], route_name="write"
-        )
-        app = TestApp(config.make_wsgi_app(), extra_environ=LOCAL)
+    def write(request: Request) -> Response:
+        request.session["a"] = 1
+        return _page("ok")
+
+    store = SQLiteStore(path=tmp_path / "s.sqlite")
+    app = app_in_code(SessionFactory(SECRET, store=store), "/write/{key}/{value}", write)
     shown = text(panel(app, app.get("/write/a/1")))
     assert "written : created" in shown and "1 round trip," in shown
     assert "Settings" not in shown  # no session.* settings to show
@@ -332,14 +338,7 @@ def test_cookie_store_and_a_failing_view_are_shown() -> None:
         request.session["x"] = 1
         raise RuntimeError("the view failed")
 
-    with Configurator(
-        settings={"debugtoolbar.includes": "pyramid_sessionstore.debugtoolbar"}
-    ) as config:
-        config.include("pyramid_debugtoolbar")
-        config.set_session_factory(SessionFactory(SECRET, store=CookieStore()))
-        config.add_route("boom", "/boom")
-        config.add_view(boom, route_name="boom")
-        app = TestApp(config.make_wsgi_app(), extra_environ=LOCAL)
+    app = app_in_code(SessionFactory(SECRET, store=CookieStore()), "/boom", boom)
     app.get("/boom", status=500)  # the toolbar's traceback page
     section = panel_of(app.get("/_debug_toolbar/").text)  # the last request's page
     shown = text(section)
