@@ -7,6 +7,7 @@ suite every store must pass; see :mod:`pyramid_sessionstore.testing.contract`.
 from __future__ import annotations
 
 from .contract import ExpiryContract
+from .contract import RawContentsContract
 from .contract import ScanContract
 from .contract import StoreContract
 from .contract import UnavailableContract
@@ -15,6 +16,7 @@ from .contract import new_key
 
 __all__ = [
     "ExpiryContract",
+    "RawContentsContract",
     "ScanContract",
     "StoreContract",
     "UnavailableContract",
