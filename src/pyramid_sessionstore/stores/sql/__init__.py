@@ -15,6 +15,7 @@ compare-and-set (the factory does).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 import threading
@@ -174,14 +175,16 @@ class SQLStore:
         row = self._run("load", "load", params, rows=True)
         if row is None:
             return None
-        data, version, state = row
-        if state == 2 or not (
-            isinstance(data, (bytes, memoryview)) and isinstance(version, str) and version
+        data, version, left = row  # left: seconds to its expiry, None for never
+        if not (isinstance(data, (bytes, memoryview)) and isinstance(version, str) and version) or (
+            left is not None and not (type(left) in (float, int) and math.isfinite(left))
         ):  # not a row this store wrote (text put there by hand, NULL, NaN, a number)
             security.warning("SQLStore: deleting unreadable record %s… in %s", key[:12], self)
             self.delete(key)
             return None
-        if state:  # the stored expiry would end it before now + ttl: refresh
+        if (
+            ttl is not None if left is None else ttl is None or not ttl <= left <= params["life"]
+        ):  # it would end before now + ttl, or lies beyond the slack: refresh
             self._run("load", "refresh", params)
         return Record(bytes(data), version)
 

@@ -105,6 +105,7 @@ class Connections:
         #: The driver's ``IntegrityError`` (a taken key).
         self.integrity_error: type[Exception] = dialect.loaded_dbapi.IntegrityError
         self._prepare = dialect.driver == "psycopg"  # server-side prepared statements
+        self._cursor_options = {"binary": True} if self._prepare else {}
         self._echo_on = bool(engine.echo)
         self._sql: dict[str, tuple[str, tuple[str, ...] | None]] = {}
         self._idle: list[tuple[Any, Any, float]] = []
@@ -164,7 +165,7 @@ class Connections:
             if self.switch:
                 dialect: Any = self.engine.dialect
                 dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
-            cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = fairy.driver_connection.cursor(**self._cursor_options)  # type: ignore[union-attr]
         except BaseException:
             fairy.invalidate()
             raise

@@ -129,21 +129,22 @@ def statements(t: sa.Table, dialect: str, batch_size: int, clock: bool) -> dict[
     live = sa.or_(c.expires_at.is_(None), c.expires_at > now)
     # Due: "never" on one side only, or the stored expiry would end the record
     # before now + ttl, or it lies beyond now + life (the ttl was shortened).
+    # (SQLStore.load tells the same from the time left.)
     due = sa.or_(
         c.expires_at.is_(None) != ttl.is_(None), c.expires_at < now + ttl, c.expires_at > expires
     )
     data = sa.type_coerce(c.data, sa.types.NullType()).label("data")  # raw: the store checks it
-    # The load's third column says what to do: 0 nothing, 1 refresh (the store
-    # then sends "refresh", a second statement once per slack per active record;
-    # a data-modifying CTE would make it one, but costs every load more than it
-    # saves), 2 the expiry is not one this store writes (text in SQLite, NaN or
-    # infinity in PostgreSQL): an unreadable row. One column, because drivers
-    # pay per column (PyMySQL parses a packet for each).
-    cases: list[Any] = [(due, sa.literal_column("1", sa.Integer()))]
-    if (bad := _unwritten(c.expires_at, dialect)) is not None:
-        cases.insert(0, (bad, sa.literal_column("2", sa.Integer())))
-    state = sa.case(*cases, else_=sa.literal_column("0", sa.Integer())).label("state")
-    load = sa.select(data, c.version, state).where(c.key == k, live)
+    # The load's third column is the time left (NULL: never expires), from which
+    # the store tells whether a refresh is due (then sends "refresh", a second
+    # statement once per slack per active record). The same test in SQL, or a
+    # data-modifying CTE doing the refresh in the load, costs every load more
+    # than it saves: drivers and servers pay per column and per expression.
+    left: Any = c.expires_at - now
+    if dialect == "sqlite":  # any type goes in any column: text is no time
+        kinds: list[Any] = [sa.literal_column(f"'{k}'") for k in ("real", "integer", "null")]
+        number = sa.func.typeof(c.expires_at).in_(kinds)  # NULL - now is NULL: never
+        left = sa.case((number, left), else_=sa.literal_column("'?'"))
+    load = sa.select(data, c.version, left.label("remaining")).where(c.key == k, live)
     touch = t.update().where(c.key == k, live).values(expires_at=expires)
     changed: dict[str, Any] = {"data": sa.bindparam("data"), "version": sa.bindparam("version")}
     changed["expires_at"] = expires
@@ -174,17 +175,6 @@ def statements(t: sa.Table, dialect: str, batch_size: int, clock: bool) -> dict[
             c.key.in_(sa.bindparam("keys", expanding=True)), c.expires_at <= now
         ),
     }
-
-
-def _unwritten(expires_at: Any, dialect: str) -> Any:
-    """Return a test for an expiry this store never writes, or None where none can be stored."""
-    if dialect == "sqlite":  # any type goes in any column
-        kinds: list[Any] = [sa.literal_column(f"'{k}'") for k in ("real", "integer", "null")]
-        return sa.func.typeof(expires_at).not_in(kinds)
-    if dialect == "postgresql":  # -Infinity is never live, so never loaded
-        odd: list[Any] = [sa.literal_column(f"'{v}'::float8") for v in ("NaN", "Infinity")]
-        return expires_at.in_(odd)
-    return None
 
 
 #: The statements run on DBAPI cursors (see ``_connections``); the others go
