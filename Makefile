@@ -10,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest docs dist wheel-smoke bench load scale clean
+.PHONY: demo demo-toolbar test lint typecheck pytest docs dist wheel-smoke bench load scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml demo/pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	mkdir -p demo/var
 	$(BIN)/pserve demo/development.ini
+
+demo-toolbar: $(STAMP)
+	mkdir -p demo/var
+	$(BIN)/pserve demo/toolbar.ini
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests demo bench .ci/wheel_smoke.py docs/conf.py

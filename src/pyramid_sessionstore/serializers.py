@@ -14,7 +14,7 @@ after the view returned:
 
 - ``check(value, key)`` refuses at assignment what ``dumps`` would refuse:
   other types, non-text keys, text UTF-8 cannot encode (a lone surrogate),
-  integers the format cannot hold, nesting deeper than :data:`MAX_DEPTH`.
+  integers the format cannot hold, nesting deeper than ``MAX_DEPTH`` (200).
 - Whatever ``loads`` returns, ``dumps`` takes again. Bytes that are not what
   ``dumps`` writes (bad JSON, a bad or unknown tag, a non-text key, too deep)
   raise :class:`CorruptDataError`, a ``ValueError``.
