@@ -319,7 +319,7 @@ class Session:
             return
         if allow_duplicate or msg not in storage:
             self._writable()
-            self._check(msg, FLASH_PREFIX + queue)
+            self._check([msg], FLASH_PREFIX + queue)  # it sits one level down, in the list
             storage.append(msg)
             self._dirty = True
 
