@@ -29,8 +29,9 @@ def set_value(request: Request) -> dict[str, Any]:
 
 
 def login(request: Request) -> dict[str, Any]:
-    """Bind the session to ``?user=`` and give it its own timeout when ``?timeout=``."""
-    request.session.bind_user(request.params["user"])
+    """Bind the session to ``?user=`` (an int with ``&int=1``); ``?timeout=`` sets its own."""
+    user = request.params["user"]
+    request.session.bind_user(int(user) if "int" in request.params else user)
     request.session["who"] = request.params["user"]
     if "timeout" in request.params:
         request.session.set_timeout(int(request.params["timeout"]))

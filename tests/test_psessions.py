@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -26,8 +27,10 @@ import pytest
 from webtest import TestApp
 
 import psessions_app
+from pyramid_sessionstore.active import handle_of
 from pyramid_sessionstore.cookies import store_key
 from pyramid_sessionstore.scripts.psessions import main
+from pyramid_sessionstore.settings import session_factory_from_settings
 from pyramid_sessionstore.stores.memory import MemoryStore
 from pyramid_sessionstore.testing.contract import eventually
 from servers import REDIS_URL
@@ -55,22 +58,23 @@ def _store_settings(kind: str, tmp_path: Path) -> str:
 class Deployment:
     """An ``.ini`` file, the app it configures and the ``psessions`` that reads it."""
 
-    def __init__(self, tmp_path: Path, settings: str) -> None:
+    def __init__(self, tmp_path: Path, settings: str, secret: str = SECRET) -> None:
         self.ini = tmp_path / "app.ini"
         self.ini.write_text(
-            f"[app:main]\nuse = call:psessions_app:main\nsession.secret = {SECRET}\n{settings}\n"
+            f"[app:main]\nuse = call:psessions_app:main\nsession.secret = {secret}\n{settings}\n"
         )
-        self.settings = {"session.secret": SECRET}
+        self.settings = {"session.secret": secret}
         for line in settings.splitlines():
             name, _, value = line.partition("=")
             self.settings[name.strip()] = value.strip()
         self._app: object = None
 
-    def browser(self) -> TestApp:
+    def browser(self, agent: str | None = None, ip: str | None = None) -> TestApp:
         """Return a new client of the app (its own cookie jar, so its own session)."""
         if self._app is None:
             self._app = psessions_app.main({}, **self.settings)
-        return TestApp(self._app)
+        environ = {"HTTP_USER_AGENT": agent, "REMOTE_ADDR": ip}
+        return TestApp(self._app, extra_environ={k: v for k, v in environ.items() if v})
 
     def session(self, path: str) -> str:
         """Make a session in a new browser by visiting *path*; return its cookie value."""
@@ -118,11 +122,34 @@ def field(output: str, name: str) -> str:
 
 
 @pytest.fixture(params=["file", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(tmp_path, _store_settings(request.param, tmp_path))
+def kind(request: pytest.FixtureRequest) -> str:
+    """The store the deployments of a test use (all shared between processes)."""
+    return str(request.param)
+
+
+def _deploy(kind: str, tmp_path: Path, extra: str = "") -> Iterator[Deployment]:
+    deployment = Deployment(tmp_path, f"{_store_settings(kind, tmp_path)}\n{extra}".strip())
     yield deployment
-    if request.param == "redis":  # the other stores live in tmp_path
+    if kind == "redis":  # the other stores live in tmp_path
         deployment.call("purge", "--all", "--yes")
+
+
+@pytest.fixture
+def deployment(kind: str, tmp_path: Path) -> Iterator[Deployment]:
+    yield from _deploy(kind, tmp_path)
+
+
+@pytest.fixture
+def sealed(kind: str, tmp_path: Path) -> Iterator[Deployment]:
+    """A deployment whose records are encrypted (``session.encrypt = true``)."""
+    yield from _deploy(kind, tmp_path, "session.encrypt = true")
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "encrypted"])
+def devices(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """A deployment that records each session's user agent and IP, records sealed or not."""
+    extra = "session.record_client = user_agent ip"
+    yield from _deploy(kind, tmp_path, extra + ("\nsession.encrypt = true" * request.param))
 
 
 @pytest.fixture
@@ -179,6 +206,83 @@ def test_show_prints_times_user_timeout_and_data(deployment: Deployment) -> None
     assert browser.get("/read").json["who"] == "alice"
 
 
+def _stored(deployment: Deployment, key: str) -> bytes:
+    """Return the bytes the deployment's store keeps under *key* (refreshed as the app would)."""
+    factory = session_factory_from_settings(deployment.settings)
+    try:
+        record = factory.store.load(key, 99)
+    finally:
+        factory.store.close()
+    assert record is not None
+    return record.data
+
+
+def test_show_opens_an_encrypted_record_given_its_cookie_or_id(sealed: Deployment) -> None:
+    cookie = sealed.session("/login?user=alice&timeout=99")
+    browser = sealed.browser()
+    browser.set_cookie("session", cookie)
+    browser.get("/set?n=7&blob=xyz")
+    session_id = cookie.partition(".")[0]
+    stored = _stored(sealed, store_key(session_id))
+    assert stored.startswith(b"PSS\x02") and b"alice" not in stored  # sealed indeed
+    for given in (cookie, session_id):
+        result = (sealed.run if given is cookie else sealed.call)("show", given)
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert field(out, "key") == store_key(session_id)
+        assert field(out, "sealed") == "yes (session.encrypt), opened with the session id"
+        assert field(out, "userid") == '"alice"' and field(out, "timeout").startswith("99 s")
+        data = out.partition("data:\n")[2]
+        assert '"n": 7' in data and '"who": "alice"' in data and "\"b'xyz'\"" in data
+    assert browser.get("/read").json["who"] == "alice"
+
+
+def test_show_of_an_encrypted_record_by_store_key_shows_its_clear_header(
+    sealed: Deployment,
+) -> None:
+    bound = store_key(sealed.session("/login?user=alice&timeout=99").partition(".")[0])
+    anonymous = store_key(sealed.session("/set?n=7").partition(".")[0])
+    result = sealed.run("show", bound)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert field(out, "key") == bound
+    assert field(out, "sealed").startswith("yes (session.encrypt), not opened")
+    created = datetime.fromisoformat(field(out, "created"))
+    assert abs(created - datetime.now(timezone.utc)).total_seconds() < 60
+    assert datetime.fromisoformat(field(out, "written")) >= created
+    assert field(out, "timeout").startswith("99 s")
+    assert field(out, "userid") == "(encrypted) a user is bound"
+    assert field(out, "data").startswith("(encrypted: give the session cookie value or the")
+    assert "alice" not in out
+    unbound = sealed.call("show", anonymous)
+    assert unbound.returncode == 0, unbound.stderr
+    assert field(unbound.stdout, "userid") == "null" and '"n"' not in unbound.stdout
+
+
+def test_an_encrypted_record_under_a_rotated_away_secret_is_one_line_and_exit_1(
+    tmp_path: Path,
+) -> None:
+    settings = _store_settings("file", tmp_path) + "\nsession.encrypt = true"
+    cookie = Deployment(tmp_path, settings).session("/set?n=7")
+    rotated = Deployment(tmp_path, settings, secret=SECRET[::-1])
+    result = rotated.call("show", cookie.partition(".")[0])
+    assert result.returncode == 1
+    one_line_error(result, "encrypted and does not open", "secrets")
+    assert result.stdout == ""
+
+
+def test_stats_and_gc_read_no_encrypted_data(sealed: Deployment) -> None:
+    sealed.session("/set?a=1")
+    sealed.session("/login?user=alice")
+    sealed.session("/login?user=alice")
+    stats = sealed.run("stats")
+    assert stats.returncode == 0, stats.stderr
+    assert field(stats.stdout, "sessions") == "3" and field(stats.stdout, "user indexes") == "1"
+    gc = sealed.call("gc")
+    assert gc.returncode == 0, gc.stderr
+    assert field(sealed.call("stats").stdout, "sessions") == "3"
+
+
 def test_show_unknown_session_exits_1(deployment: Deployment) -> None:
     result = deployment.call("show", "0" * 64)
     assert result.returncode == 1
@@ -209,8 +313,12 @@ def test_show_rejects_forged_and_malformed_values(file_deployment: Deployment) -
     one_line_error(garbage, "not-a-session")
 
 
-def test_gc_deletes_expired_records(tmp_path: Path) -> None:
-    deployment = Deployment(tmp_path, _store_settings("file", tmp_path) + "\nsession.timeout = 1")
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_gc_deletes_expired_records(tmp_path: Path, encrypt: bool) -> None:
+    settings = (
+        _store_settings("file", tmp_path) + f"\nsession.timeout = 1\nsession.encrypt = {encrypt}"
+    )
+    deployment = Deployment(tmp_path, settings)
     deployment.session("/set?a=1")
     from pyramid_sessionstore.stores.file import FileStore
 
@@ -264,6 +372,126 @@ def test_purge_all_with_yes_deletes_every_record(deployment: Deployment) -> None
     stats = deployment.call("stats").stdout
     assert field(stats, "sessions") == "0" and field(stats, "user indexes") == "0"
     assert deployment.call("purge", "--all").stdout.startswith("nothing to purge")
+
+
+# -- active sessions: list, purge --session ----------------------------------------
+
+LAPTOP = ("Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0", "203.0.113.7")
+PHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) Mobile/15E148", "2001:db8::1")
+
+
+def listed(deployment: Deployment, user: str) -> list[list[str]]:
+    """Return the rows ``list --user USER`` prints as [handle, created, last, ip, agent]."""
+    result = deployment.call("list", "--user", user)
+    assert result.returncode == 0, result.stderr
+    return [row.split(None, 4) for row in result.stdout.splitlines()[1:]]
+
+
+def test_list_then_purge_session_ends_that_one_only(devices: Deployment) -> None:
+    laptop = devices.browser(*LAPTOP)
+    laptop.get("/login?user=alice")
+    time.sleep(1.1)  # activity is told to the second (bind time, on stores that cannot peek)
+    phone = devices.browser(*PHONE)
+    phone.get("/login?user=alice")
+    bob = devices.browser("Bob/1.0", "10.0.0.9")
+    bob.get("/login?user=bob")
+
+    result = devices.run("list", "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["handle", "created", "last", "active", "ip", "user", "agent"]
+    rows = [line.split(None, 4) for line in lines]
+    assert [(ip, agent) for _, _, _, ip, agent in rows] == [PHONE[::-1], LAPTOP[::-1]]
+    now = datetime.now(timezone.utc)
+    for line, (handle, created, last, ip, _) in zip(lines, rows, strict=True):
+        assert len(handle) == 22 and line.index(ip) == header.index("ip")  # aligned columns
+        assert abs(datetime.fromisoformat(created) - now).total_seconds() < 60
+        assert datetime.fromisoformat(created) <= datetime.fromisoformat(last)
+    phone_handle, laptop_handle = rows[0][0], rows[1][0]
+    [[bob_handle, *_]] = listed(devices, "bob")
+
+    ended = devices.run("purge", "--session", phone_handle, "--user", "alice")
+    assert ended.returncode == 0, ended.stderr
+    assert ended.stdout.strip() == f"ended session {phone_handle} of user 'alice'"
+    assert "who" not in phone.get("/read").json
+    assert laptop.get("/read").json["who"] == "alice"
+    assert [row[0] for row in listed(devices, "alice")] == [laptop_handle]
+
+    # Already ended, another user's (either way round), made up: nothing changes.
+    for handle, user in [
+        (phone_handle, "alice"),
+        (bob_handle, "alice"),
+        (laptop_handle, "bob"),
+        ("A" * 22, "alice"),
+    ]:
+        refused = devices.call("purge", "--session", handle, "--user", user)
+        assert refused.returncode == 1 and refused.stdout == ""
+        one_line_error(refused, f"no active session {handle!r} of user {user!r}", "nothing ended")
+    assert laptop.get("/read").json["who"] == "alice" and bob.get("/read").json["who"] == "bob"
+    assert field(devices.call("stats").stdout, "sessions") == "2"
+
+
+def test_purge_session_of_an_expired_session_ends_nothing(tmp_path: Path) -> None:
+    deployment = Deployment(tmp_path, _store_settings("file", tmp_path) + "\nsession.timeout = 1")
+    policy = session_factory_from_settings(deployment.settings).policy
+    cookie = deployment.session("/login?user=alice")
+    key = store_key(cookie.partition(".")[0])
+    handle = handle_of(policy, "alice", key)
+    from pyramid_sessionstore.stores.file import FileStore
+
+    store = FileStore(path=tmp_path / "sessions")
+    eventually(lambda: key not in set(store.keys()))  # expired; its user's index still lists it
+    result = deployment.call("purge", "--session", handle, "--user", "alice")
+    assert result.returncode == 1
+    one_line_error(result, f"no active session {handle!r}", "nothing ended")
+
+
+def test_list_a_user_without_sessions_says_so(file_deployment: Deployment) -> None:
+    file_deployment.session("/login?user=alice")
+    result = file_deployment.run("list", "--user", "bob")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "no active sessions of user 'bob'\n"
+
+
+def test_list_escapes_what_a_terminal_would_obey(tmp_path: Path) -> None:
+    extra = "\nsession.record_client = user_agent ip"
+    deployment = Deployment(tmp_path, _store_settings("file", tmp_path) + extra)
+    deployment.browser("Evil/1.0\x1b[2J\x9b31m", "10.0.0.1").get("/login?user=alice")
+    result = deployment.call("list", "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x9b" not in result.stdout
+    assert result.stdout.splitlines()[1].endswith("10.0.0.1  Evil/1.0\\x1b[2J\\x9b31m")
+
+
+def test_a_user_id_that_spells_an_int_finds_int_and_text_bindings(
+    file_deployment: Deployment,
+) -> None:
+    as_int = file_deployment.browser()
+    as_int.get("/login?user=42&int=1")
+    as_text = file_deployment.browser()
+    as_text.get("/login?user=42")
+    rows = listed(file_deployment, "42")
+    assert len(rows) == 2
+    one = file_deployment.call("purge", "--session", rows[0][0], "--user", "42")
+    assert one.returncode == 0, one.stderr
+    assert len(listed(file_deployment, "42")) == 1
+    rest = file_deployment.call("purge", "--user", "42")
+    assert rest.stdout.strip() == "ended 1 session(s) of user '42'"
+    assert "who" not in as_int.get("/read").json and "who" not in as_text.get("/read").json
+
+
+def test_purge_session_takes_a_handle_that_starts_with_a_dash(shared: Deployment) -> None:
+    policy = session_factory_from_settings(shared.settings).policy
+    for _ in range(1000):  # 1 handle in 64 starts with "-": this misses with p < 1e-6
+        cookie = shared.session("/login?user=alice")
+        handle = handle_of(policy, "alice", store_key(cookie.partition(".")[0]))
+        if handle.startswith("-"):
+            break
+    assert handle.startswith("-")
+    assert handle in [row[0] for row in listed(shared, "alice")]
+    result = shared.call("purge", "--session", handle, "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    assert handle not in [row[0] for row in listed(shared, "alice")]
 
 
 def test_missing_config_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -402,6 +630,12 @@ def test_cookie_store_sessions_live_in_browsers(tmp_path: Path) -> None:
     purge = deployment.call("purge", "--user", "alice")
     assert purge.returncode == 1
     one_line_error(purge, "session.secret")
+    one = deployment.call("purge", "--session", "A" * 22, "--user", "alice")
+    assert one.returncode == 1
+    one_line_error(one, "session.secret")
+    listing = deployment.call("list", "--user", "alice")
+    assert listing.returncode == 1
+    one_line_error(listing, "browser cookies")
 
 
 # -- no traceback: a closed pipe, Ctrl-C, bad arguments, an unreadable file -----
@@ -470,6 +704,8 @@ def test_ctrl_c_at_the_question_is_one_line_and_exit_130(
         (["app.ini", "stat"], "invalid choice: 'stat'"),
         (["app.ini", "show"], "SESSION_COOKIE_OR_ID; see psessions CONFIG_URI show --help"),
         (["app.ini", "purge"], "one of the arguments --user --all is required"),
+        (["app.ini", "purge", "--all", "--session", "x"], "--session HANDLE needs --user USERID"),
+        (["app.ini", "list"], "the following arguments are required: --user"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str], fragment: str) -> None:
