@@ -10,13 +10,16 @@ from clocks import FakeClock
 from pyramid_sessionstore.stores import MemoryStore
 from pyramid_sessionstore.stores import Store
 from pyramid_sessionstore.testing import ExpiryContract
+from pyramid_sessionstore.testing import PeekContract
 from pyramid_sessionstore.testing import ScanContract
 from pyramid_sessionstore.testing import StoreContract
 from pyramid_sessionstore.testing.contract import RawContentsContract
 
 
-class TestMemoryStore(StoreContract, ExpiryContract, ScanContract, RawContentsContract):
-    capabilities = frozenset({"expiry", "scan"})
+class TestMemoryStore(
+    StoreContract, ExpiryContract, ScanContract, PeekContract, RawContentsContract
+):
+    capabilities = frozenset({"expiry", "scan", "peek"})
 
     @pytest.fixture
     def clock(self) -> FakeClock:

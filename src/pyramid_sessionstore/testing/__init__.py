@@ -7,6 +7,7 @@ suite every store must pass; see :mod:`pyramid_sessionstore.testing.contract`.
 from __future__ import annotations
 
 from .contract import ExpiryContract
+from .contract import PeekContract
 from .contract import RawContentsContract
 from .contract import ScanContract
 from .contract import StoreContract
@@ -16,6 +17,7 @@ from .contract import new_key
 
 __all__ = [
     "ExpiryContract",
+    "PeekContract",
     "RawContentsContract",
     "ScanContract",
     "StoreContract",

@@ -1,9 +1,10 @@
 """The contract every store passes, as pytest classes to subclass.
 
 A store's test module subclasses :class:`StoreContract` (plus
-:class:`ExpiryContract`, :class:`ScanContract`, :class:`UnavailableContract`
-and :class:`RawContentsContract` for the abilities it has), declares
-``capabilities`` and provides one fixture, ``store_factory``: a callable that
+:class:`ExpiryContract`, :class:`ScanContract`, :class:`PeekContract`,
+:class:`UnavailableContract` and :class:`RawContentsContract` for the abilities
+it has; they live in :mod:`._capabilities`), declares ``capabilities`` and
+provides one fixture, ``store_factory``: a callable that
 takes a namespace (a fresh prefix, directory or table name) and returns a
 store isolated in it. The suite creates one namespace per test and deletes
 every key it wrote. A third-party store runs the same suite::
@@ -19,8 +20,9 @@ No test here is ever overridden to ``pass``: a store that cannot do something
 declares it by leaving out the capability, and
 ``test_capabilities_are_exactly_those_declared`` checks the declaration.
 
-Time passes through the ``wait`` fixture (``time.sleep``); a store built on a
-fake clock (``clock=``) overrides it to move the clock. Real waits are bounded,
+Time passes through the ``wait`` fixture (``time.sleep``) and is read through
+the ``clock`` fixture (``time.time``); a store built on a fake clock
+(``clock=``) overrides both, ``wait`` to move the clock. Real waits are bounded,
 with margins for memcached's whole seconds on a loaded machine.
 """
 
@@ -37,10 +39,16 @@ import pytest
 
 from ..exceptions import ConflictError
 from ..exceptions import SessionTooLargeError
-from ..exceptions import StoreUnavailableError
+from ..stores.base import Clock
 from ..stores.base import Store
 from ..stores.base import SupportsExpiry
+from ..stores.base import SupportsPeek
 from ..stores.base import SupportsScan
+from ._capabilities import ExpiryContract
+from ._capabilities import PeekContract
+from ._capabilities import RawContentsContract
+from ._capabilities import ScanContract
+from ._capabilities import UnavailableContract
 from ._support import Keys as _Keys
 from ._support import Wait
 from ._support import eventually
@@ -51,6 +59,7 @@ from ._support import winners
 
 __all__ = [  # eventually and new_key: from ._support, for pyramid_sessionstore.testing
     "ExpiryContract",
+    "PeekContract",
     "RawContentsContract",
     "ScanContract",
     "StoreContract",
@@ -65,7 +74,7 @@ StoreFactory = Callable[[str], Store]
 class StoreContract:
     """Behaviour every store has: compare-and-set, expiry, binary safety."""
 
-    #: The optional abilities the store has: a subset of {"expiry", "scan"}.
+    #: The optional abilities the store has: a subset of {"expiry", "scan", "peek"}.
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: Whether a 1 MiB record fits; a store that refuses raises SessionTooLargeError.
     accepts_large_records: ClassVar[bool] = True
@@ -86,6 +95,11 @@ class StoreContract:
         return time.sleep
 
     @pytest.fixture
+    def clock(self) -> Clock:
+        """Return the time the store sees: real time here; override it for a fake clock."""
+        return time.time
+
+    @pytest.fixture
     def store(self, store_factory: StoreFactory, namespace: str, key: _Keys) -> Iterator[Store]:
         store = store_factory(namespace)
         yield store
@@ -104,6 +118,8 @@ class StoreContract:
             found.add("expiry")
         if isinstance(store, SupportsScan):
             found.add("scan")
+        if isinstance(store, SupportsPeek):
+            found.add("peek")
         assert found == set(self.capabilities)
 
     # 1-2. load and create
@@ -292,94 +308,3 @@ class StoreContract:
         store = store_factory(namespace + "c")
         store.close()
         store.close()
-
-
-class ExpiryContract:
-    """For stores with :class:`SupportsExpiry`: ``delete_expired`` removes only the dead."""
-
-    def test_delete_expired_removes_only_expired_and_counts(
-        self, store: Store, key: _Keys, wait: Wait
-    ) -> None:
-        assert isinstance(store, SupportsExpiry)
-        short = [key() for _ in range(3)]
-        keep = [key() for _ in range(2)]
-        for k in short:
-            store.save(k, b"short", 1, None)
-        for k in keep:
-            store.save(k, b"keep", 600, None)
-        forever = key()
-        store.save(forever, b"forever", None, None)
-        wait(2.1)  # past the ttl of 1, and SQLite's slack of half of it
-        assert store.delete_expired() == len(short)
-        for k in short:
-            assert store.load(k, None) is None
-        for k in [*keep, forever]:
-            assert store.load(k, None) is not None
-        assert store.delete_expired() == 0
-
-
-class ScanContract:
-    """For stores with :class:`SupportsScan`: ``keys`` and ``count`` agree with saves."""
-
-    def test_keys_and_count_agree_with_saved(self, store: Store, key: _Keys) -> None:
-        assert isinstance(store, SupportsScan)
-        assert store.count() == 0
-        saved = {key() for _ in range(5)}
-        for k in saved:
-            store.save(k, b"x", 600, None)
-        assert set(store.keys()) == saved
-        assert store.count() == len(saved)
-        gone = saved.pop()
-        store.delete(gone)
-        assert set(store.keys()) == saved
-        assert store.count() == len(saved)
-
-    def test_keys_leave_out_expired(self, store: Store, key: _Keys, wait: Wait) -> None:
-        assert isinstance(store, SupportsScan)
-        live, dead = key(), key()
-        store.save(live, b"x", 600, None)
-        store.save(dead, b"x", 1, None)
-        wait_until_expired(store, dead, wait)
-        assert set(store.keys()) == {live}
-        assert store.count() == 1
-
-
-class RawContentsContract:
-    """For stores whose engine a test can read: records are named by the keys given, only.
-
-    The factory gives a store a one-way hash of the session id as the key; a
-    store must not keep anything else of its caller's beside it (no other name,
-    no index of keys). Provide a fixture ``raw_names``: a callable that takes
-    the store and returns the names of every record its engine holds in the
-    store's namespace, read behind the store's back, without its own prefix.
-    """
-
-    def test_records_are_named_only_by_the_keys_given(
-        self, store: Store, key: _Keys, raw_names: Callable[[Store], set[str]]
-    ) -> None:
-        saved = {key() for _ in range(3)}
-        for k in saved:
-            store.save(k, secrets.token_bytes(16), 600, None)
-        store.save(gone := key(), b"x", 600, None)
-        store.delete(gone)
-        assert raw_names(store) == saved
-
-
-class UnavailableContract:
-    """For stores that can be unreachable: the project's error, never the driver's.
-
-    Provide a fixture ``unavailable_store``: the store pointed at a closed
-    loopback port, an unwritable directory, or the like.
-    """
-
-    def test_unreachable_store_raises_store_unavailable(self, unavailable_store: Store) -> None:
-        k = new_key()
-        for call in (
-            lambda: unavailable_store.load(k, 60),
-            lambda: unavailable_store.save(k, b"x", 60, None),
-            lambda: unavailable_store.touch(k, 60),
-            lambda: unavailable_store.delete(k),
-        ):
-            with pytest.raises(StoreUnavailableError) as info:
-                call()
-            assert info.value.__cause__ is not None or info.value.__context__ is not None
