@@ -11,6 +11,7 @@ import pytest
 from clocks import FakeClock
 from pyramid_sessionstore.stores import FileStore
 from pyramid_sessionstore.testing import ExpiryContract
+from pyramid_sessionstore.testing import PeekContract
 from pyramid_sessionstore.testing import ScanContract
 from pyramid_sessionstore.testing import StoreContract
 from pyramid_sessionstore.testing import UnavailableContract
@@ -18,9 +19,14 @@ from pyramid_sessionstore.testing.contract import RawContentsContract
 
 
 class TestFileStore(
-    StoreContract, ExpiryContract, ScanContract, UnavailableContract, RawContentsContract
+    StoreContract,
+    ExpiryContract,
+    ScanContract,
+    PeekContract,
+    UnavailableContract,
+    RawContentsContract,
 ):
-    capabilities = frozenset({"expiry", "scan"})
+    capabilities = frozenset({"expiry", "scan", "peek"})
 
     @pytest.fixture
     def clock(self) -> FakeClock:
@@ -52,3 +58,28 @@ class TestFileStore(
         (tmp_path / "gone").rmdir()
         (tmp_path / "gone").write_text("a file where the directory was")
         return store
+
+    # FileStore's own: peek reads the file and nothing else; what is not a record is removed.
+
+    def test_peek_leaves_the_file_as_it_was(
+        self, store: FileStore, key: Callable[[], str], wait: Callable[[float], None]
+    ) -> None:
+        k = key()
+        store.save(k, b"data", 60, None)
+        path = Path(store.path, k[:2], k[2:4], k)
+        before = (path.read_bytes(), os.stat(path).st_mtime_ns)
+        wait(30)  # a load now would rewrite the expiry
+        assert store.peek(k) is not None
+        assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
+
+    @pytest.mark.parametrize("spoil", [lambda p: p.write_bytes(b"PSSF"), Path.mkdir])
+    def test_peek_of_what_is_not_a_record_is_a_miss_and_removes_it(
+        self, store: FileStore, key: Callable[[], str], spoil: Callable[[Path], object]
+    ) -> None:
+        k = key()
+        store.save(k, b"data", 60, None)
+        path = Path(store.path, k[:2], k[2:4], k)
+        path.unlink()
+        spoil(path)
+        assert store.peek(k) is None
+        assert not path.exists()

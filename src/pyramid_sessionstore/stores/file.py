@@ -6,7 +6,7 @@ temp file in the same directory, fsynced, renamed over the record: a reader, or
 a writer killed mid-write, sees the old record or the new one, never a torn one.
 Compare-and-set holds a lock per key (``flock`` on ``<key>.lock`` behind a
 striped thread lock). ``load`` and ``touch`` rewrite the expiry in place with
-one ``pwrite``, not fsynced. Anything at a record's path that is not a record
+one ``pwrite``, not fsynced; ``peek`` only reads. Anything at a record's path that is not a record
 file is a miss and is removed; no path is followed through a symlink.
 
 Not for network filesystems nor many machines (use ``redis`` or ``sql``); does
@@ -49,6 +49,7 @@ from .base import as_int
 __all__ = ["FileStore"]
 
 _KEY = re.compile(r"[0-9a-z_-]{1,200}\Z")  # a file name, even on case-insensitive disks
+_Found = tuple[Record, float] | None  # a live record (data only if read) and its expiry (inf)
 
 
 def _as_mode(value: Any) -> int:
@@ -130,15 +131,15 @@ class FileStore:
                             os.unlink(f"{path}.lock")
                         return
 
-    def _refresh(self, key: str, ttl: int | None, read: bool) -> Record | None:
-        """Set a live record to expire *ttl* from now; return it (with its data if *read*)."""
+    def _refresh(self, key: str, ttl: int | None, read: bool, write: bool = True) -> _Found:
+        """Set a live record to expire *ttl* from now if *write*; return it and its expiry."""
         path = self._file(key)
-        if (fd := open_entry(path, os.O_RDWR)) < 0:
+        if (fd := open_entry(path, os.O_RDWR if write else os.O_RDONLY)) < 0:
             if fd == NOT_A_FILE:
                 with self._locked(key, path):
                     remove(path, "corrupt record, or not a file", fd)
             return None
-        with open(fd, "r+b", buffering=0):
+        with open(fd, "rb", buffering=0):
             head, data = read_head(fd), b""
             if head is not None and read:
                 data = os.pread(fd, head[2], HEADER.size)
@@ -148,15 +149,26 @@ class FileStore:
                 with self._locked(key, path):
                     remove(path, "corrupt record, or not a file", fd)
                 return None
-            if head[0] <= (now := self._clock()):
+            if (expires := head[0]) <= (now := self._clock()):
                 return None
-            expires = math.inf if ttl is None else now + ttl
-            os.pwrite(fd, struct.pack("<d", expires), 8)  # the header's expiry, in place
-            return Record(data, head[1].hex())
+            if write:
+                expires = math.inf if ttl is None else now + ttl
+                os.pwrite(fd, struct.pack("<d", expires), 8)  # the header's expiry, in place
+            return Record(data, head[1].hex()), expires
 
     def load(self, key: str, ttl: int | None) -> Record | None:
         with self._guard:
-            return self._refresh(key, ttl, read=True)
+            found = self._refresh(key, ttl, read=True)
+        return None if found is None else found[0]
+
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record of *key* and its expiry (Unix seconds), leaving the file alone.
+
+        One open and two reads; corrupt entries are misses, removed as by :meth:`load`.
+        """
+        with self._guard:
+            found = self._refresh(key, None, read=True, write=False)
+        return None if found is None else (found[0], None if found[1] == math.inf else found[1])
 
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         path = self._file(key)

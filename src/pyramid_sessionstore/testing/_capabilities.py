@@ -185,12 +185,15 @@ class UnavailableContract:
 
     def test_unreachable_store_raises_store_unavailable(self, unavailable_store: Store) -> None:
         k = new_key()
-        for call in (
+        calls: list[Callable[[], object]] = [
             lambda: unavailable_store.load(k, 60),
             lambda: unavailable_store.save(k, b"x", 60, None),
             lambda: unavailable_store.touch(k, 60),
             lambda: unavailable_store.delete(k),
-        ):
+        ]
+        if isinstance(unavailable_store, SupportsPeek):
+            calls.append(lambda: unavailable_store.peek(k))
+        for call in calls:
             with pytest.raises(StoreUnavailableError) as info:
                 call()
             assert info.value.__cause__ is not None or info.value.__context__ is not None
