@@ -22,9 +22,10 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from .run import SCENARIOS
-from .run import Options
-from .run import Runner
+from .runner import SCENARIOS
+from .runner import Options
+from .runner import Runner
+from .subjects import Context
 from .subjects import all_subjects
 from .wsgi import FakeClock
 
@@ -233,13 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=300)
     args = parser.parse_args(argv)
     subject = {s.key: s for s in all_subjects()}[args.subject]
-    built = subject.build(tempfile.mkdtemp(prefix="bench-ablate-"))
     clock = FakeClock()
+    built = subject.build(Context(tempfile.mkdtemp(prefix="bench-ablate-"), clock=clock.now))
     clock.install()
     opts = Options(1, 50, 0.2, 32, 1.0, 10, 1, 0)
     runner = Runner(subject, built, clock, opts)
     bare_subject = next(s for s in all_subjects() if s.key == "bare")
-    bare = Runner(bare_subject, bare_subject.build(""), clock, opts)
+    bare = Runner(bare_subject, bare_subject.build(Context("")), clock, opts)
     try:
         runner.check()
         runner.fill_pool()

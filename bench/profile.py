@@ -24,9 +24,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from .run import SCENARIOS
-from .run import Options
-from .run import Runner
+from .runner import SCENARIOS
+from .runner import Options
+from .runner import Runner
+from .subjects import Context
 from .subjects import all_subjects
 from .wsgi import FakeClock
 
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     subject = {s.key: s for s in all_subjects()}[args.subject]
     workdir = tempfile.mkdtemp(prefix="bench-profile-")
-    built = subject.build(workdir)
     clock = FakeClock()
+    built = subject.build(Context(workdir, clock=clock.now))
     clock.install()
     opts = Options(1, 50, 0.2, 32, 1.0, 10, 1, 0)
     runner = Runner(subject, built, clock, opts)

@@ -39,9 +39,11 @@ from .report import describe_machine
 from .report import machine_markdown
 from .report import md_table
 from .report import update_docs
-from .subjects import POSTGRES_URL
-from .subjects import REDIS_URL
+from .subjects import default_urls
 from .subjects import server_reachable
+
+REDIS_URL = default_urls()["redis"]
+POSTGRES_URL = default_urls()["postgresql"]
 
 __all__ = ["main"]
 

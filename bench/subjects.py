@@ -1,54 +1,108 @@
-"""What is timed: the bare app, the peers, the Redis floor, and ours on every store.
+"""What is timed: the bare app, the peers, the floors, and ours on every store.
 
-Each :class:`Subject` knows how to build its session factory. Ours is built
-from settings (``session_factory_from_settings``), the way an application
-configures it, and is included automatically when its store module exists
-and its server answers. A peer that cannot be imported or built is reported
-as broken, never a crash.
+Each :class:`Subject` knows how to build its session factory for a
+:class:`Context` (a work directory, the servers' URLs, the benchmark's clock).
+Ours is built from settings (``session_factory_from_settings``), the way an
+application configures it, and is included automatically when its store
+module exists and its server answers. A peer that cannot be imported or built
+is reported as broken, never a crash.
 
 Every subject uses a 1200 s idle timeout (the default of ours, of Pyramid's
 ``SignedCookieSessionFactory`` and of ``pyramid_session_redis``; Beaker has
-no default, so it is given the same) and the cookie name ``session``.
+no default, so it is given the same) and the cookie name ``session``, except
+the "tuned" Beaker rows: Beaker refuses an idle timeout without saving the
+access time on every request, so its faster setting comes without one.
+
+The clock: stores that take a ``clock=`` (memory, file, SQLite, cookie, and
+SQL, which otherwise reads the database's clock) are built with the
+benchmark's, so the time the harness moves reaches their expiry logic as it
+reaches every library that calls ``time.time()``.
+
+A floor is the least a session on that engine can cost: the same requests
+made by a few lines on the driver itself (no signing, no versions beyond what
+a conditional write needs), so "ours takes 1.3x the floor" says how close the
+library comes to its engine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
-import json
 import os
-import secrets
 import socket
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
-    "MEMCACHED_SERVER",
-    "POSTGRES_URL",
-    "REDIS_URL",
+    "BEAKER_TABLE",
+    "reset_servers",
+    "server_address",
+    "server_reachable",
+    "FLOOR_TABLE",
     "SECRET",
+    "SERVERS",
+    "SQL_TABLE",
     "Built",
+    "Context",
     "Subject",
     "Unavailable",
     "all_subjects",
+    "default_urls",
 ]
 
-#: Redis db 14 is the benchmarks' own: it is emptied before and after a run.
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-POSTGRES_URL = os.environ.get(
-    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-MEMCACHED_SERVER = os.environ.get("BENCH_MEMCACHED", "127.0.0.1:11211")
-#: The table our SQL store keeps benchmark sessions in (dropped afterwards).
+#: Per server kind: the environment variable, the default URL, the wire protocol
+#: (for counting, see :mod:`bench.wire`) and the default port.
+SERVERS: dict[str, tuple[str, str, str, int]] = {
+    # Redis db 14 is the benchmarks' own: it is emptied before and after a run.
+    "redis": ("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14", "redis", 6379),
+    "postgresql": (
+        "BENCH_POSTGRES_URL",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        "postgresql",
+        5432,
+    ),
+    "mariadb": (
+        "BENCH_MARIADB_URL",
+        "mysql+pymysql://root@127.0.0.1:3306/test",
+        "mysql",
+        3306,
+    ),
+    "memcached": ("BENCH_MEMCACHED", "127.0.0.1:11211", "memcached", 11211),
+}
+#: Tables the benchmark keeps sessions in (dropped before and after a run).
 SQL_TABLE = "bench_sessions"
+FLOOR_TABLE = "bench_floor"
+BEAKER_TABLE = "bench_beaker"
 
 SECRET = "bench-secret-" + "0123456789abcdef" * 4
 #: The cookie store's own encryption secret.
 COOKIE_SECRET = "bench-cookie-" + "fedcba9876543210" * 4
 TIMEOUT = 1200
+
+
+def default_urls() -> dict[str, str]:
+    """Return each server's URL (``host:port`` for memcached), from the environment."""
+    return {kind: os.environ.get(env, url) for kind, (env, url, _, _) in SERVERS.items()}
+
+
+@dataclass
+class Context:
+    """Where a subject is built: its work directory, the servers, the clock."""
+
+    workdir: str
+    #: Server kind -> URL (the counting passes point these at :mod:`bench.wire` proxies).
+    urls: dict[str, str] = field(default_factory=default_urls)
+    #: The benchmark's clock, for stores that take ``clock=`` (None: their default).
+    clock: Callable[[], float] | None = None
+
+    def format(self, value: str) -> str:
+        """Fill ``{workdir}`` and ``{<server kind>}`` placeholders in *value*."""
+        return value.format(workdir=self.workdir, **self.urls)
 
 
 class Unavailable(Exception):
@@ -78,27 +132,22 @@ class Subject:
     engine: str
     #: bare | ours | peer | floor.
     role: str
-    build: Callable[[str], Built]
-    #: Server it needs (redis, postgresql, memcached), checked before building.
+    build: Callable[[Context], Built]
+    #: Server it needs (a key of :data:`SERVERS`), checked before building.
     server: str | None = None
     note: str = ""
+    #: For a floor: the subject of ours it is the floor of.
+    pair: str = ""
 
 
 # -- servers --------------------------------------------------------------------
 
 
-def _host_port(url: str, default_port: int) -> tuple[str, int]:
-    parts = urlsplit(url if "//" in url else f"tcp://{url}")
-    return parts.hostname or "127.0.0.1", parts.port or default_port
-
-
-def server_address(kind: str) -> tuple[str, int]:
+def server_address(kind: str, urls: dict[str, str] | None = None) -> tuple[str, int]:
     """Return (host, port) of the benchmark server of *kind*."""
-    if kind == "redis":
-        return _host_port(REDIS_URL, 6379)
-    if kind == "postgresql":
-        return _host_port(POSTGRES_URL, 5432)
-    return _host_port(MEMCACHED_SERVER, 11211)
+    url = (urls or default_urls())[kind]
+    parts = urlsplit(url if "//" in url else f"tcp://{url}")
+    return parts.hostname or "127.0.0.1", parts.port or SERVERS[kind][3]
 
 
 def server_reachable(kind: str) -> bool:
@@ -110,17 +159,46 @@ def server_reachable(kind: str) -> bool:
         return False
 
 
+def reset_servers(kinds: set[str], urls: dict[str, str] | None = None) -> list[str]:
+    """Empty the benchmark's Redis db and drop its SQL tables; return what failed."""
+    urls = urls or default_urls()
+    failed = []
+    for kind in sorted(kinds):
+        try:
+            if kind == "redis":
+                import redis
+
+                client = redis.Redis.from_url(urls[kind])
+                try:
+                    client.flushdb()
+                finally:
+                    client.close()
+            elif kind in ("postgresql", "mariadb"):
+                import sqlalchemy as sa
+
+                engine = sa.create_engine(urls[kind], isolation_level="AUTOCOMMIT")
+                try:
+                    with engine.connect() as conn:
+                        for table in (SQL_TABLE, FLOOR_TABLE, BEAKER_TABLE):
+                            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+                finally:
+                    engine.dispose()
+        except Exception as err:  # noqa: BLE001 - report, keep cleaning the others
+            failed.append(f"cleanup of {kind} failed: {type(err).__name__}: {err}")
+    return failed
+
+
 # -- ours -----------------------------------------------------------------------
 
 
-def _ours(store: str, wanted: dict[str, str], **factory: str) -> Callable[[str], Built]:
+def _ours(store: str, wanted: dict[str, str], **factory: str) -> Callable[[Context], Built]:
     """Build our factory on *store* from settings; *wanted* store options are filtered.
 
     The stores are being written while this harness is: options a store does
     not (yet) declare are left out rather than failing the build.
     """
 
-    def build(workdir: str) -> Built:
+    def build(ctx: Context) -> Built:
         module = f"pyramid_sessionstore.stores.{store}"
         if importlib.util.find_spec(module) is None:
             raise Unavailable(f"no module {module} yet")
@@ -133,22 +211,50 @@ def _ours(store: str, wanted: dict[str, str], **factory: str) -> Callable[[str],
         settings.update({f"session.{k}": v for k, v in factory.items()})
         for option, value in wanted.items():
             if option in declared:
-                settings[f"session.{store}.{option}"] = value.format(workdir=workdir)
-        made = session_factory_from_settings(settings)
+                settings[f"session.{store}.{option}"] = ctx.format(value)
+        with _clock_default(cls, ctx.clock):
+            made = session_factory_from_settings(settings)
         shown = {k: v for k, v in settings.items() if k != "session.secret"}
+        if ctx.clock is not None and "clock" in _kwdefaults(cls):
+            shown["clock="] = "the benchmark's (code only)"
         return Built(made, made.cookie_name, made.store.close, shown)
 
     return build
 
 
+def _kwdefaults(cls: type[Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] | None = getattr(cls.__init__, "__kwdefaults__", None)
+    return defaults if defaults is not None else {}
+
+
+@contextlib.contextmanager
+def _clock_default(cls: type[Any], clock: Callable[[], float] | None) -> Iterator[None]:
+    """Make *clock* the default of ``cls(clock=...)`` while the factory builds it.
+
+    Settings cannot carry a function, and the store keeps the function it is
+    given (``time.time`` as imported), so patching ``time.time`` later would
+    not reach it.
+    """
+    defaults = _kwdefaults(cls)
+    if clock is None or "clock" not in defaults:
+        yield
+        return
+    saved = defaults["clock"]
+    defaults["clock"] = clock
+    try:
+        yield
+    finally:
+        defaults["clock"] = saved
+
+
 # -- peers ----------------------------------------------------------------------
 
 
-def _bare(workdir: str) -> Built:
+def _bare(ctx: Context) -> Built:
     return Built(None)
 
 
-def _signed_cookie(workdir: str) -> Built:
+def _signed_cookie(ctx: Context) -> Built:
     from pyramid.session import JSONSerializer
     from pyramid.session import SignedCookieSessionFactory
 
@@ -156,33 +262,36 @@ def _signed_cookie(workdir: str) -> Built:
     return Built(factory, "session", config={"serializer": "JSONSerializer", "timeout": 1200})
 
 
-def _session_redis(**options: Any) -> Callable[[str], Built]:
-    def build(workdir: str) -> Built:
+def _session_redis(**options: Any) -> Callable[[Context], Built]:
+    def build(ctx: Context) -> Built:
         from pyramid_session_redis import RedisSessionFactory
 
-        factory = RedisSessionFactory(SECRET, redis_url=REDIS_URL, **options)
-        return Built(factory, "session", config={"redis_url": REDIS_URL, **options})
+        url = ctx.urls["redis"]
+        factory = RedisSessionFactory(SECRET, redis_url=url, **options)
+        return Built(factory, "session", config={"redis_url": url, **options})
 
     return build
 
 
-def _redis_sessions(workdir: str) -> Built:
+def _redis_sessions(ctx: Context) -> Built:
     module = importlib.import_module("pyramid_redis_sessions")
-    factory = module.RedisSessionFactory(SECRET, url=REDIS_URL, timeout=TIMEOUT)
-    return Built(factory, "session", config={"url": REDIS_URL, "timeout": TIMEOUT})
+    url = ctx.urls["redis"]
+    factory = module.RedisSessionFactory(SECRET, url=url, timeout=TIMEOUT)
+    return Built(factory, "session", config={"url": url, "timeout": TIMEOUT})
 
 
-def _beaker(kind: str, **options: str) -> Callable[[str], Built]:
-    def build(workdir: str) -> Built:
+def _beaker(kind: str, tuned: bool = False, **options: str) -> Callable[[Context], Built]:
+    """Build pyramid_beaker's factory; *tuned*: without saving the access time per read."""
+
+    def build(ctx: Context) -> Built:
         from pyramid_beaker import session_factory_from_settings
 
-        settings = {
-            "session.type": kind,
-            "session.key": "session",
-            "session.secret": SECRET,
-            "session.timeout": str(TIMEOUT),
-        }
-        settings.update({f"session.{k}": v.format(workdir=workdir) for k, v in options.items()})
+        settings = {"session.type": kind, "session.key": "session", "session.secret": SECRET}
+        if tuned:  # Beaker: "timeout requires save_accessed_time"
+            settings["session.save_accessed_time"] = "false"
+        else:
+            settings["session.timeout"] = str(TIMEOUT)
+        settings.update({f"session.{k}": ctx.format(v) for k, v in options.items()})
         factory = session_factory_from_settings(settings)
         shown = {k: v for k, v in settings.items() if k != "session.secret"}
         return Built(factory, "session", config=shown)
@@ -190,61 +299,32 @@ def _beaker(kind: str, **options: str) -> Callable[[str], Built]:
     return build
 
 
-class _FloorSession(dict[str, Any]):
-    """The least a Redis session can do: a dict, GET on load, SET EX when changed."""
+def _floor_memory(ctx: Context) -> Built:
+    from .floors import memory_floor
 
-    def __init__(self, key: str | None, data: dict[str, Any]) -> None:
-        super().__init__(data)
-        self.key = key
-        self.dirty = False
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.dirty = True
+    return Built(memory_floor(), "session", config={"records": "a dict of JSON strings"})
 
 
-def _floor(workdir: str) -> Built:
-    import redis
+def _floor_redis(ctx: Context) -> Built:
+    from .floors import redis_floor
 
-    client = redis.Redis.from_url(REDIS_URL)
-
-    def factory(request: Any) -> _FloorSession:
-        key = request.cookies.get("session")
-        raw = client.get(f"bench:floor:{key}") if key else None
-        session = _FloorSession(key if raw is not None else None, json.loads(raw) if raw else {})
-        request.add_response_callback(lambda request, response: _floor_save(session, response))
-        return session
-
-    def _floor_save(session: _FloorSession, response: Any) -> None:
-        if not session.dirty:
-            return
-        if session.key is None:
-            session.key = secrets.token_hex(32)
-            response.set_cookie("session", session.key, httponly=True, samesite="Lax")
-        client.set(f"bench:floor:{session.key}", json.dumps(session), ex=TIMEOUT)
-
-    return Built(factory, "session", client.close, {"redis_url": REDIS_URL})
+    factory, close = redis_floor(ctx.urls["redis"])
+    config = {"redis_url": ctx.urls["redis"], "path": "one kept redis-py Connection"}
+    return Built(factory, "session", close, config)
 
 
-def _floor_memory(workdir: str) -> Built:
-    records: dict[str, str] = {}
+def _floor_sql(kind: str) -> Callable[[Context], Built]:
+    def build(ctx: Context) -> Built:
+        from .floors import RawSQL
 
-    def factory(request: Any) -> _FloorSession:
-        key = request.cookies.get("session")
-        raw = records.get(key) if key else None
-        session = _FloorSession(key if raw is not None else None, json.loads(raw) if raw else {})
-        request.add_response_callback(lambda request, response: _save(session, response))
-        return session
+        raw = RawSQL(kind, ctx.urls[kind], FLOOR_TABLE)
+        raw.ensure()  # reset_servers drops it before and after the run
 
-    def _save(session: _FloorSession, response: Any) -> None:
-        if not session.dirty:
-            return
-        if session.key is None:
-            session.key = secrets.token_hex(32)
-            response.set_cookie("session", session.key, httponly=True, samesite="Lax")
-        records[session.key] = json.dumps(session)
+        driver = "psycopg, prepared" if kind == "postgresql" else "PyMySQL"
+        config = {"url": ctx.urls[kind], "table": FLOOR_TABLE, "driver": driver}
+        return Built(raw.session_factory(), "session", raw.close, config)
 
-    return Built(factory, "session", config={"records": "a dict of JSON strings"})
+    return build
 
 
 # -- the list -------------------------------------------------------------------
@@ -252,136 +332,6 @@ def _floor_memory(workdir: str) -> Built:
 
 def all_subjects() -> list[Subject]:
     """Return every subject, in table order (bare first, then by engine)."""
-    pg = {"url": POSTGRES_URL, "table": SQL_TABLE}
-    return [
-        Subject("bare", "bare app (no session factory)", "none", "bare", _bare),
-        Subject(
-            "bare-aa",
-            "bare app, second copy (A/A noise check)",
-            "none",
-            "bare",
-            _bare,
-            note="the same app timed twice: its difference is the noise of this run",
-        ),
-        Subject("ours-memory", "ours: memory", "memory", "ours", _ours("memory", {})),
-        Subject("beaker-memory", "pyramid_beaker memory", "memory", "peer", _beaker("memory")),
-        Subject(
-            "floor-memory",
-            "floor: a dict of JSON strings",
-            "memory",
-            "floor",
-            _floor_memory,
-            note="unsigned cookie, no expiry, no versions: the least a memory session costs",
-        ),
-        Subject(
-            "ours-cookie",
-            "ours: cookie",
-            "cookie",
-            "ours",
-            _ours("cookie", {"secret": COOKIE_SECRET}),
-        ),
-        Subject(
-            "signedcookie",
-            "Pyramid SignedCookieSessionFactory (JSON)",
-            "cookie",
-            "peer",
-            _signed_cookie,
-        ),
-        Subject(
-            "ours-file", "ours: file", "file", "ours", _ours("file", {"path": "{workdir}/file"})
-        ),
-        Subject(
-            "ours-file-nofsync",
-            "ours: file, fsync = false (Beaker does not fsync either)",
-            "file",
-            "ours",
-            _ours("file", {"path": "{workdir}/file-nofsync", "fsync": "false"}),
-        ),
-        Subject(
-            "beaker-file",
-            "pyramid_beaker file",
-            "file",
-            "peer",
-            _beaker("file", data_dir="{workdir}/beaker", lock_dir="{workdir}/beaker-lock"),
-        ),
-        Subject(
-            "ours-sqlite",
-            "ours: sqlite",
-            "sqlite",
-            "ours",
-            _ours("sqlite", {"path": "{workdir}/sessions.sqlite"}),
-        ),
-        Subject(
-            "ours-redis",
-            "ours: redis",
-            "redis",
-            "ours",
-            _ours("redis", {"url": REDIS_URL, "prefix": "bench:ours:"}),
-            server="redis",
-        ),
-        Subject(
-            "session-redis",
-            "pyramid_session_redis (defaults)",
-            "redis",
-            "peer",
-            _session_redis(),
-            server="redis",
-        ),
-        Subject(
-            "session-redis-trigger",
-            "pyramid_session_redis (timeout_trigger=600)",
-            "redis",
-            "peer",
-            _session_redis(timeout_trigger=600),
-            server="redis",
-        ),
-        Subject(
-            "redis-sessions",
-            "pyramid_redis_sessions",
-            "redis",
-            "peer",
-            _redis_sessions,
-            server="redis",
-        ),
-        Subject(
-            "beaker-redis",
-            "pyramid_beaker ext:redis",
-            "redis",
-            "peer",
-            _beaker("ext:redis", url=REDIS_URL),
-            server="redis",
-        ),
-        Subject(
-            "floor-redis",
-            "floor: redis-py GET / GET+SET EX",
-            "redis",
-            "floor",
-            _floor,
-            server="redis",
-            note="no signing, no timestamps, no compare-and-set: the least a Redis session costs",
-        ),
-        Subject(
-            "ours-sql",
-            "ours: sql (PostgreSQL)",
-            "postgresql",
-            "ours",
-            _ours("sql", pg),
-            server="postgresql",
-        ),
-        Subject(
-            "ours-memcached",
-            "ours: memcached",
-            "memcached",
-            "ours",
-            _ours("memcached", {"servers": MEMCACHED_SERVER, "prefix": "bench:"}),
-            server="memcached",
-        ),
-        Subject(
-            "beaker-memcached",
-            "pyramid_beaker ext:memcached (python-memcached)",
-            "memcached",
-            "peer",
-            _beaker("ext:memcached", url=MEMCACHED_SERVER, memcache_module="memcache"),
-            server="memcached",
-        ),
-    ]
+    from .lineup import lineup
+
+    return lineup()

@@ -15,11 +15,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from .report import fmt_us
-from .report import machine_markdown
-from .report import md_table
+from .storelevel import TARGETS as STORE_TARGETS
 
-__all__ = ["evaluate", "render"]
+__all__ = ["Numbers", "evaluate"]
 
 #: Redis commands that do not write data (GETEX refreshes the TTL only).
 READ_ONLY_REDIS = frozenset({"get", "getex", "mget", "exists", "ttl", "pttl"})
@@ -30,6 +28,7 @@ class Numbers:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.subjects = {s["key"]: s for s in data["subjects"]}
+        self.options: dict[str, Any] = data.get("options") or {}
 
     def ok(self, key: str) -> bool:
         subject = self.subjects.get(key)
@@ -225,148 +224,105 @@ def evaluate(data: dict[str, Any]) -> list[dict[str, Any]]:
                     met_cpu = met_cpu and abs(delta) <= bound
         measured = "µs vs bare: " + ", ".join(parts)
         targets.append(_target("nosession", text, met, measured, met_cpu))
+    for engine, label, ours, floor in SQL:
+        targets += _sql_targets(n, data, engine, label, ours, floor)
     return targets
 
 
-# -- Markdown --------------------------------------------------------------------
+# -- SQL ---------------------------------------------------------------------------
+
+#: (engine, name, ours, floor) per SQL engine.
+SQL = (
+    ("postgresql", "PostgreSQL", "ours-sql", "floor-postgresql"),
+    ("mariadb", "MariaDB", "ours-sql-mariadb", "floor-mariadb"),
+)
+#: Seconds of slack SQLStore's default refresh_interval gives a 1200 s timeout.
+SQL_SLACK = 60.0
+SQL_WRITES = ("UPDATE", "INSERT", "DELETE")
 
 
-def _scenario_table(n: Numbers, data: dict[str, Any], scenario: str) -> str:
-    rows = []
-    for subject in data["subjects"]:
-        key = subject["key"]
-        result = n.result(key, scenario)
-        if result is None:
+def _sql_targets(
+    n: Numbers, data: dict[str, Any], engine: str, label: str, ours: str, floor: str
+) -> list[dict[str, Any]]:
+    targets = []
+    level = (data.get("store_level") or {}).get(engine)
+    text = (
+        f"{label}: `SQLStore.load` at most {STORE_TARGETS['load']}x the driver's read,"
+        f" `save` at most {STORE_TARGETS['save']}x its conditional UPDATE (store level)"
+    )
+    if not level or "error" in level:
+        targets.append(_missing(f"{engine}-store", text, "store level"))
+    else:
+        load, save = level["load"]["ratio"], level["save"]["ratio"]
+        met = load <= STORE_TARGETS["load"] and save <= STORE_TARGETS["save"]
+        measured = f"load {load:.2f}x, save {save:.2f}x"
+        targets.append(_target(f"{engine}-store", text, met, measured))
+    for scenario, factor in (("read", 1.5), ("write", 1.3)):
+        text = (
+            f"{label} `/{scenario}`: session cost above the bare app at most {factor}x the floor's"
+        )
+        mine, least = _over(n, ours, "bare", scenario), _over(n, floor, "bare", scenario)
+        if mine is None or least is None or least <= 0:
+            targets.append(_missing(f"{engine}-{scenario}", text, ours, floor))
             continue
-        us = result["us"]
-        median = us["median"]
-        iqr_pct = 100 * (us["q3"] - us["q1"]) / median if median else 0.0
-        rt = result["round_trips"]
-        traffic = result["traffic"]
-        cpu = result["cpu_us"]["median"]
-        above = None if subject["role"] == "bare" else _over(n, key, "bare", scenario)
-        over = "—" if above is None else f"{above:+.1f}"
-        versus = "—"
-        if subject["role"] == "ours":
-            best = n.best_peer(subject["engine"], scenario)
-            if best is not None:
-                speed = _speedup(n, key, best[0], scenario) or 0.0
-                speed_cpu = _speedup(n, key, best[0], scenario, "cpu_us") or 0.0
-                versus = f"**{speed:.2f}x** (CPU {speed_cpu:.2f}x) vs {n.label(best[0])}"
-        elif subject["role"] == "floor":
-            ours_key = f"ours-{subject['engine']}"
-            floor_speed = _speedup(n, key, ours_key, scenario)
-            if floor_speed is not None:
-                versus = f"{n.label(ours_key)} takes {floor_speed:.2f}x the floor"
-        rows.append(
-            [
-                f"**{subject['label']}**" if subject["role"] == "ours" else subject["label"],
-                subject["engine"],
-                fmt_us(median),
-                f"±{iqr_pct / 2:.1f}%",
-                fmt_us(cpu),
-                "—" if rt is None else _count(rt),
-                "—" if traffic is None else _commands(traffic["commands"]),
-                over,
-                versus,
-            ]
-        )
-    header = [
-        "subject",
-        "engine",
-        "µs/request",
-        "noise (IQR/2)",
-        "CPU µs/request",
-        "round trips",
-        "store commands / request",
-        "µs over bare",
-        "ours vs best peer, same engine",
-    ]
-    return md_table(header, rows)
+        measured = f"{mine:.0f} µs vs the floor's {least:.0f} µs: {mine / least:.2f}x"
+        if scenario == "read":
+            updates = n.commands(ours, "read").get("UPDATE", 0.0)
+            measured += f" ({updates:.2f} expiry refresh UPDATE per read)"
+            hot, hot_floor = _over(n, ours, "bare", "read-hot"), _over(n, floor, "bare", "read-hot")
+            if hot is not None and hot_floor:
+                measured += f"; read-hot, no refresh due: {hot / hot_floor:.2f}x"
+        targets.append(_target(f"{engine}-{scenario}", text, mine / least <= factor, measured))
+    targets.append(_sql_shape(n, engine, label, ours))
+    text = f"{label}: faster than Beaker's SQLAlchemy backend (defaults and tuned), every scenario"
+    slower = []
+    speeds = []
+    for peer in (f"beaker-{engine}", f"beaker-{engine}-tuned"):
+        for sc in ("read", "read-cold", "read-hot", "write", "new"):
+            speed = _speedup(n, ours, peer, sc)
+            if speed is None:
+                continue
+            speeds.append(speed)
+            if speed <= 1:
+                slower.append(f"{sc} vs {n.label(peer)} ({speed:.2f}x)")
+    if not speeds:
+        targets.append(_missing(f"{engine}-beaker", text, ours, f"beaker-{engine}"))
+    else:
+        measured = f"{min(speeds):.2f}x to {max(speeds):.2f}x faster"
+        if slower:
+            measured += "; slower: " + ", ".join(slower)
+        targets.append(_target(f"{engine}-beaker", text, not slower, measured))
+    return targets
 
 
-def _noise_section(n: Numbers, data: dict[str, Any]) -> str:
-    spreads = []
-    for subject in data["subjects"]:
-        for result in (subject.get("results") or {}).values():
-            us = result["us"]
-            if us["median"]:
-                spreads.append(100 * (us["q3"] - us["q1"]) / 2 / us["median"])
-    lines = ["### Noise", ""]
-    if spreads:
-        lines.append(
-            f"Half the inter-quartile range over rounds, as a share of the median: median"
-            f" {statistics.median(spreads):.1f}%, worst {max(spreads):.1f}%"
-            f" (over {len(spreads)} subject × scenario cells)."
-        )
-    aa = []
-    for sc in data["scenarios"]:
-        a, b = n.median("bare", sc["name"]), n.median("bare-aa", sc["name"])
-        if a is not None and b is not None:
-            aa.append(f"{sc['name']} {100 * (b - a) / a:+.1f}%")
-    if aa:
-        lines.append(
-            "The same bare app timed twice (A/A) differed by " + ", ".join(aa) + ": differences"
-            " of that size between other rows are not meaningful."
-        )
-    machine = data["machine"]
-    start, end = machine.get("loadavg"), machine.get("loadavg_end")
-    if start and end:
-        lines.append(
-            f"Load average {start[0]:.2f} at the start, {end[0]:.2f} at the end (other jobs"
-            " shared this 2-core machine; rounds interleave all subjects so drift hits them"
-            " alike)."
-        )
-    return "\n".join(lines)
-
-
-def render(data: dict[str, Any]) -> str:
-    """Return the ``run`` section of docs/benchmarks.md."""
-    n = Numbers(data)
-    opts = data["options"]
-    out = [
-        "## Per-request cost (`make bench`)",
-        "",
-        machine_markdown(data["machine"]),
-        "",
-        "The same minimal Pyramid app (four views, URL dispatch) is built with each session"
-        " factory and called in-process through WSGI with prebuilt environs, carrying the"
-        " cookie of the previous response. Each number is the median over"
-        f" {opts['repeats']} rounds of the mean µs/request of a batch of about"
-        f" {opts['batch_ms']:.0f} ms; every round runs every subject and scenario in a shuffled"
-        f" order, after a warm-up of {opts['warmup_s']} s per scenario. `/read` and `/write` go"
-        f" round-robin over a pool of {opts['pool']} sessions while the clock (`time.time`,"
-        f" patched) moves {opts['step']} s per request, so each session is read again"
-        f" {opts['pool'] * opts['step']:.0f} s after its previous request and time-based"
-        " refresh logic (accessed times, `timeout_trigger`, reissue) runs as in production."
-        " Store traffic is counted in separate, untimed passes: round trips on the client,"
-        " commands from Redis `INFO commandstats` / memcached `stats` deltas (the quietest of"
-        " up to three passes, since other clients share the servers) or SQLAlchemy events."
-        f" The whole run took {data['seconds']:.0f} s.",
-        "",
-        'Every subject uses a 1200 s idle timeout. "ours vs best peer" is the best peer\'s'
-        ' µs divided by ours (2.00x = ours takes half the time), and like "µs over bare"'
-        " it is paired: the median over rounds of the value within each round, so drift that"
-        " slows a whole round cancels out.",
-        "",
-    ]
-    for sc in data["scenarios"]:
-        out += [f"### {sc['title']}", "", _scenario_table(n, data, sc["name"]), ""]
-    out += ["### Targets", ""]
-    rows = []
-    marks = {True: "met", False: "**missed**", None: "not measured"}
-    for target in data["targets"]:
-        rows.append(
-            [target["text"], target["measured"], marks[target["met"]], marks[target["met_cpu"]]]
-        )
-    out += [md_table(["target", "measured", "wall clock", "CPU time"], rows), ""]
-    others = [s for s in data["subjects"] if s["status"] != "ok"]
-    if others:
-        out += ["### Not timed", ""]
-        rows = [[s["label"], s["status"], s["reason"].replace("|", "\\|")] for s in others]
-        out += [md_table(["subject", "status", "why"], rows), ""]
-    notes = [s for s in data["subjects"] if s["note"] and s["status"] == "ok"]
-    if notes:
-        out += [f"- {s['label']}: {s['note']}." for s in notes] + [""]
-    out.append(_noise_section(n, data))
-    return "\n".join(out)
+def _sql_shape(n: Numbers, engine: str, label: str, ours: str) -> dict[str, Any]:
+    """One statement per request; a read writes only when the expiry refresh is due."""
+    text = (
+        f"{label}: `/new` one statement; a read one `SELECT`, plus an `UPDATE` only when the"
+        " expiry refresh is due; nothing else on the wire (no BEGIN/COMMIT/ROLLBACK)"
+    )
+    new, hot, read = (n.commands(ours, sc) for sc in ("new", "read-hot", "read"))
+    trips = [n.round_trips(ours, sc) for sc in ("new", "read-hot", "read")]
+    if not new or not hot or not read or None in trips:
+        return _missing(f"{engine}-shape", text, ours)
+    # Each session of the pool is read every pool x step seconds of clock; a
+    # refresh is due once per slack of its reads.
+    due = 1.0
+    if n.options:
+        due = min(1.0, n.options["pool"] * n.options["step"] / SQL_SLACK)
+    others = {c for c in (*new, *hot, *read) if c not in ("SELECT", *SQL_WRITES)}
+    met = (
+        new == {"INSERT": 1.0}
+        and hot == {"SELECT": 1.0}
+        and abs(read.get("SELECT", 0) - 1) < 0.005
+        and set(read) <= {"SELECT", "UPDATE"}
+        and read.get("UPDATE", 0) <= due + 0.05
+        and not others
+        and abs((trips[0] or 0) - 1) < 0.005
+    )
+    measured = (
+        f"/new {_commands(new)}; read-hot {_commands(hot)}; /read {_commands(read)}"
+        f" (a refresh is due on at most {due:.2f} of reads at this clock step);"
+        f" round trips {', '.join(_count(t or 0) for t in trips)}"
+    )
+    return _target(f"{engine}-shape", text, met, measured)

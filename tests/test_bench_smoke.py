@@ -27,7 +27,14 @@ def test_bench_run_quick_writes_table_and_checks_factories(tmp_path: Path) -> No
     # Every factory passed the /write-then-/read check and was timed.
     for key, status in statuses.items():
         assert status["status"] == "ok", (key, status["reason"])
-        assert set(status["results"]) == {"nosession", "read", "read-hot", "write", "new"}
+        assert set(status["results"]) == {
+            "nosession",
+            "read",
+            "read-cold",
+            "read-hot",
+            "write",
+            "new",
+        }
     page = (tmp_path / "benchmarks.md").read_text()
     assert "<!-- bench:run -->" in page and "<!-- /bench:load -->" in page
     assert "| **ours: memory** | memory |" in page
@@ -47,3 +54,31 @@ def test_bench_profile_steps_still_name_real_code() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "| factory(request): the whole load |" in done.stdout
+
+
+def test_wire_parser_names_commands_of_each_protocol() -> None:
+    """The counting proxy's parser: what the server receives, command by command."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.wire import _Parser
+    finally:
+        sys.path.remove(str(ROOT))
+    memcached = _Parser("memcached")
+    assert memcached.feed(b"set k 0 0 3\r\nab") == []  # the data block is not whole yet
+    assert memcached.feed(b"c\r\ngets k\r\n") == ["set", "gets"]
+    redis = _Parser("redis")
+    assert redis.feed(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPI") == ["GET"]
+    assert redis.feed(b"NG\r\n") == ["PING"]
+    mysql = _Parser("mysql")
+    query = b"\x03SELECT 1"
+    packet = len(query).to_bytes(3, "little") + b"\x00" + query
+    assert mysql.feed(packet + b"\x01\x00\x00\x00\x0e") == ["SELECT", "COM_0e"]
+    pg = _Parser("postgresql")
+    startup = (8).to_bytes(4, "big") + (196608).to_bytes(4, "big")
+
+    def message(kind: bytes, body: bytes) -> bytes:
+        return kind + (4 + len(body)).to_bytes(4, "big") + body
+
+    stream = startup + message(b"Q", b"BEGIN\0") + message(b"P", b"s1\0UPDATE t\0\0\0")
+    stream += message(b"B", b"\0s1\0") + message(b"E", b"\0\0\0\0\0") + message(b"S", b"")
+    assert pg.feed(stream) == ["BEGIN", "UPDATE"]

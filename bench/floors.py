@@ -1,0 +1,220 @@
+"""Floors: the least a session on each engine can cost, written on the driver itself.
+
+A floor session is a dict loaded by one read and written back only when it
+changed, under an unsigned random cookie. It has no signing, no expiry
+refresh, no serializer choice and no events; where ours writes conditionally
+(SQL), the floor does too, since that is the shape of the work. Each floor
+uses the leanest path its driver offers:
+
+- memory: a dict of JSON strings;
+- Redis: one kept redis-py ``Connection`` (the same lean path ours uses),
+  ``GET`` to load, ``SET … EX`` to save;
+- PostgreSQL: one psycopg connection in autocommit, server-side prepared
+  statements; MariaDB: one PyMySQL connection in autocommit, its plain cursor.
+  A load is ``SELECT data, version … WHERE key = %s AND (live)``; a save of a
+  loaded session the conditional ``UPDATE … WHERE key = %s AND version = %s``;
+  a new one an ``INSERT``. :class:`RawSQL` is also what the store-level
+  comparison (:mod:`bench.storelevel`) times ours against.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["FloorSession", "RawSQL", "floor_factory", "memory_floor", "redis_floor"]
+
+TIMEOUT = 1200
+#: The database's "now" as a Unix time, as SQLStore writes it (see its _statements).
+NOW = {
+    "postgresql": "EXTRACT(EPOCH FROM CURRENT_TIMESTAMP)",
+    "mariadb": "(UNIX_TIMESTAMP() + MICROSECOND(NOW(6)) / 1000000)",
+}
+
+
+class FloorSession(dict[str, Any]):
+    """A dict that knows its key, the version it loaded, and whether it was changed."""
+
+    def __init__(self, key: str | None, data: dict[str, Any], version: str | None = None) -> None:
+        super().__init__(data)
+        self.key, self.version = key, version
+        self.dirty = False
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.dirty = True
+
+
+def floor_factory(
+    load: Callable[[str], tuple[bytes, str | None] | None],
+    save: Callable[[FloorSession, bytes], None],
+) -> Callable[[Any], FloorSession]:
+    """Return a Pyramid session factory on *load* (key -> (JSON, version)) and *save*."""
+
+    def finish(session: FloorSession, response: Any) -> None:
+        if not session.dirty:
+            return
+        if session.key is None:
+            session.key = secrets.token_hex(32)
+            response.set_cookie("session", session.key, httponly=True, samesite="Lax")
+            session.version = None
+        save(session, json.dumps(session).encode())
+
+    def factory(request: Any) -> FloorSession:
+        key = request.cookies.get("session")
+        found = load(key) if key else None
+        if found is None:
+            session = FloorSession(None, {})
+        else:
+            session = FloorSession(key, json.loads(found[0]), found[1])
+        request.add_response_callback(lambda request, response: finish(session, response))
+        return session
+
+    return factory
+
+
+def memory_floor() -> Callable[[Any], FloorSession]:
+    """Return the floor on a dict of JSON strings."""
+    records: dict[str, bytes] = {}
+
+    def load(key: str) -> tuple[bytes, str | None] | None:
+        data = records.get(key)
+        return None if data is None else (data, None)
+
+    def save(session: FloorSession, data: bytes) -> None:
+        assert session.key is not None
+        records[session.key] = data
+
+    return floor_factory(load, save)
+
+
+def redis_floor(url: str) -> tuple[Callable[[Any], FloorSession], Callable[[], None]]:
+    """Return the floor on one kept redis-py connection, and its close function."""
+    import redis
+
+    pool = redis.Redis.from_url(url).connection_pool
+    conn = pool.get_connection()
+    conn.connect()
+
+    def command(*args: Any) -> Any:
+        conn.send_command(*args)
+        return conn.read_response()
+
+    def load(key: str) -> tuple[bytes, str | None] | None:
+        data = command("GET", f"bench:floor:{key}")
+        return None if data is None else (data, None)
+
+    def save(session: FloorSession, data: bytes) -> None:
+        command("SET", f"bench:floor:{session.key}", data, "EX", TIMEOUT)
+
+    def close() -> None:
+        pool.release(conn)
+        pool.disconnect()
+
+    return floor_factory(load, save), close
+
+
+class RawSQL:
+    """Session rows in *table* through the bare DBAPI driver of *url* (autocommit).
+
+    :param kind: ``postgresql`` (psycopg, prepared statements) or ``mariadb`` (PyMySQL).
+    """
+
+    def __init__(self, kind: str, url: str, table: str) -> None:
+        import sqlalchemy as sa
+
+        self.kind, self.table = kind, table
+        parts = sa.engine.make_url(url)
+        if kind == "postgresql":
+            import psycopg
+
+            query = {k: str(v) for k, v in parts.query.items()}
+            self.conn: Any = psycopg.connect(
+                host=parts.host,
+                port=parts.port or 5432,
+                user=parts.username,
+                password=parts.password or "",
+                dbname=parts.database,
+                autocommit=True,
+                **query,
+            )
+            self.cursor = self.conn.cursor(binary=True)
+            self._options: dict[str, Any] = {"prepare": True}
+            key, blob = "key", "BYTEA"
+        else:
+            import pymysql
+
+            self.conn = pymysql.connect(
+                host=parts.host,
+                port=parts.port or 3306,
+                user=parts.username,
+                password=parts.password or "",
+                database=parts.database,
+                autocommit=True,
+            )
+            self.cursor = self.conn.cursor()
+            self._options = {}
+            key, blob = "`key`", "LONGBLOB"
+        now = NOW[kind]
+        self.ddl = [
+            f"DROP TABLE IF EXISTS {table}",
+            f"CREATE TABLE {table} ({key} VARCHAR(128) PRIMARY KEY, data {blob} NOT NULL,"
+            " version VARCHAR(32) NOT NULL, expires_at DOUBLE PRECISION)",
+        ]
+        live = f"{key} = %s AND (expires_at IS NULL OR expires_at > {now})"
+        self.select = f"SELECT data, version, expires_at FROM {table} WHERE {live}"
+        self.update_sql = (
+            f"UPDATE {table} SET data = %s, version = %s, expires_at = {now} + %s"
+            f" WHERE {key} = %s AND version = %s"
+        )
+        columns = f"{key}, data, version, expires_at"
+        self.insert_sql = f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, {now} + %s)"
+
+    def create(self) -> None:
+        """Create the table afresh."""
+        for statement in self.ddl:
+            self.cursor.execute(statement)
+
+    def ensure(self) -> None:
+        """Create the table unless it exists (a second builder shares it)."""
+        self.cursor.execute(self.ddl[1].replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+
+    def drop(self) -> None:
+        self.cursor.execute(self.ddl[0])
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """Return (data, version) of the live row *key*: one prepared SELECT."""
+        self.cursor.execute(self.select, (key,), **self._options)
+        row = self.cursor.fetchone()
+        return None if row is None else (bytes(row[0]), row[1])
+
+    def update(self, key: str, data: bytes, expected: str, version: str) -> bool:
+        """Write *data* if the row's version is *expected*: one conditional UPDATE."""
+        params = (data, version, float(TIMEOUT), key, expected)
+        self.cursor.execute(self.update_sql, params, **self._options)
+        return bool(self.cursor.rowcount == 1)
+
+    def insert(self, key: str, data: bytes, version: str) -> None:
+        self.cursor.execute(self.insert_sql, (key, data, version, float(TIMEOUT)), **self._options)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def session_factory(self) -> Callable[[Any], FloorSession]:
+        """Return the floor session factory on this table."""
+
+        def load(key: str) -> tuple[bytes, str | None] | None:
+            return self.read(key)
+
+        def save(session: FloorSession, data: bytes) -> None:
+            assert session.key is not None
+            version = secrets.token_hex(16)
+            if session.version is None:
+                self.insert(session.key, data, version)
+            elif not self.update(session.key, data, session.version, version):
+                raise RuntimeError("floor: the conditional UPDATE lost (nothing else writes)")
+            session.version = version
+
+        return floor_factory(load, save)
