@@ -4,11 +4,12 @@ WAL mode (readers never wait for the writer), a busy timeout (writers queue),
 one connection per thread and process. Each write is one autocommit statement,
 which takes the write lock before reading, so the busy timeout applies and no
 transaction upgrades a read lock (SQLite would answer ``BUSY`` at once). A load
-is a ``SELECT``, never waiting under WAL. Expiries are written ``ttl`` plus a slack
-(``refresh_interval``) ahead and a load rewrites one only when less than ``ttl`` is
-left, so readers rarely queue for the lock and a record ends late by at most the
-slack, never early. A mangled row is a miss, and deleted. Not for many machines,
-nor on a network filesystem. Expired rows stay until ``psessions gc``.
+or a peek is a ``SELECT``, never waiting under WAL. Expiries are written ``ttl``
+plus a slack (``refresh_interval``) ahead and a load rewrites one only when less
+than ``ttl`` is left, so readers rarely queue for the lock and a record ends
+late by at most the slack, never early. A mangled row is a miss, and deleted.
+Not for many machines, nor on a network filesystem. Expired rows stay until
+``psessions gc``. The statements are in :mod:`._sqlite_statements`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from typing import ClassVar
 
 from ..exceptions import ConflictError
+from ._sqlite_statements import STATEMENTS
 from .base import Clock
 from .base import Converter
 from .base import Record
@@ -40,29 +42,6 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _VERSION = re.compile(r"[0-9]{1,19}\Z")  # a random 62-bit start, + 1 per update; 64-bit column
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 _AUTOCOMMIT: dict[str, Any] = {"isolation_level": None, "check_same_thread": False}
-# SQLite keeps any type in any column: a row of other types is not ours (text never expires).
-_TYPED = "typeof(data) = 'blob' AND typeof(version) = 'integer'"
-_TYPED += " AND typeof(expires_at) IN ('integer', 'real', 'null')"
-_OURS = f"{_TYPED} AND (expires_at IS NULL OR expires_at > :now)"
-_SQL = {  # {t}: the quoted table name
-    "schema": "CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL,"
-    " version INTEGER NOT NULL, expires_at REAL, created REAL NOT NULL)",
-    "index": "CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at)",
-    "touch": f"UPDATE {{t}} SET expires_at = :exp WHERE key = :key AND {_OURS}",
-    "select": f"SELECT data, version, expires_at, {_TYPED} FROM {{t}} WHERE key = :key",
-    "create": "INSERT OR IGNORE INTO {t} VALUES (:key, :data, :ver, :exp, :now)",
-    "revive": "UPDATE {t} SET data = :data, version = :ver, expires_at = :exp, created = :now"
-    f" WHERE key = :key AND NOT ({_OURS})",  # create over an expired or malformed row
-    "update": "UPDATE {t} SET data = :data, version = :ver, expires_at = :exp"
-    f" WHERE key = :key AND version = :old AND {_OURS}",
-    "delete": "DELETE FROM {t} WHERE key = :key",
-    # Expired, or an expiry that is text or a blob (they sort after every number): by the index.
-    "gc": "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t}"
-    " WHERE expires_at <= :now OR expires_at >= '' LIMIT :limit)",
-    "keys": "SELECT key FROM {t} WHERE key > :after AND typeof(key) = 'text'"
-    f" AND {_OURS} ORDER BY key LIMIT :limit",
-    "count": f"SELECT count(*) FROM {{t}} WHERE typeof(key) = 'text' AND {_OURS}",
-}
 
 
 def _as_path(value: Any) -> str:
@@ -131,7 +110,7 @@ class SQLiteStore:
         self._local, self._lock, self._generation = threading.local(), threading.Lock(), 0
         self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         names = {"t": f'"{table}"', "i": f'"{table}_expires_at"'}
-        self._sql = {name: sql.format(**names) for name, sql in _SQL.items()}
+        self._sql = {name: sql.format(**names) for name, sql in STATEMENTS.items()}
         with self._guard:  # fail at start-up, not at the first request
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with self._conn() as conn:
@@ -165,25 +144,47 @@ class SQLiteStore:
         """Return when a record written now with *ttl* expires: after ttl and the slack."""
         return None if ttl is None else now + ttl + min(self.refresh_interval, ttl / 2)
 
+    def _row(self, conn: _Connection, key: str, now: float) -> tuple[Record, float | None] | None:
+        """Return *key*'s live record and its stored expiry; delete a mangled row."""
+        if (row := conn.execute(self._sql["select"], {"key": key}).fetchone()) is None:
+            return None
+        data, version, expires, typed = row
+        if not typed:
+            security_log.warning("SQLiteStore: removed malformed row %s of %r", key, self)
+            conn.execute(self._sql["delete"], {"key": key})
+            return None
+        if expires is not None and expires <= now:
+            return None  # gc removes it
+        return Record(data, str(version)), expires
+
     def load(self, key: str, ttl: int | None) -> Record | None:
         now = self._clock()
-        params = {"key": key, "now": now, "exp": self._expiry(ttl, now)}
+        params: dict[str, Any] = {"key": key, "now": now, "exp": self._expiry(ttl, now)}
         with self._guard:
-            conn = self._conn()
-            if (row := conn.execute(self._sql["select"], params).fetchone()) is None:
+            if (found := self._row(conn := self._conn(), key, now)) is None:
                 return None
-            data, version, expires, typed = row
-            if not typed:
-                security_log.warning("SQLiteStore: removed malformed row %s of %r", key, self)
-                conn.execute(self._sql["delete"], params)
-                return None
-            if expires is not None and expires <= now:
-                return None  # gc removes it
+            record, expires = found
             # Less than ttl left, or more than ttl and the slack (a shorter ttl): rewrite.
             if expires is None or ttl is None or not now + ttl <= expires <= params["exp"]:
                 if expires != params["exp"]:
                     conn.execute(self._sql["touch"], params)
-            return Record(data, str(version))
+            return record
+
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record of *key* and when its session expires, in one ``SELECT``.
+
+        The stored expiry is ``ttl`` plus a slack ahead of the last refresh; the
+        slack depends on the ttl (at most half of it), which is not stored, so
+        peek subtracts its bound, ``refresh_interval``. The expiry it returns is
+        thus never later than the session's own (``now + ttl`` at the last
+        refresh) and at most ``refresh_interval`` earlier: exact when ttl >=
+        2 * refresh_interval, otherwise accurate to the refresh granularity.
+        """
+        with self._guard:
+            found = self._row(self._conn(), key, self._clock())
+        if found is None or found[1] is None:
+            return found
+        return found[0], found[1] - self.refresh_interval
 
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         now = self._clock()
@@ -243,6 +244,5 @@ class SQLiteStore:
 
     def count(self) -> int:
         with self._guard:
-            return int(
-                self._conn().execute(self._sql["count"], {"now": self._clock()}).fetchone()[0]
-            )
+            row = self._conn().execute(self._sql["count"], {"now": self._clock()}).fetchone()
+        return int(row[0])
