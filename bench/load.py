@@ -1,11 +1,15 @@
-"""Load test: a served counter app, 100 concurrent clients, no lost update.
+"""Load test: a counter app on a real pre-fork server, 100 concurrent clients, no lost update.
 
 ``python -m bench.load`` (``make load``) serves a minimal counter app (built
 with ``session_factory_from_settings``, like an application's ``.ini``) with
-waitress in a subprocess on a free loopback port, for each store asked for
-(``--stores``, default sqlite and redis). A load generator in this process
-runs ``--clients`` threads (default 100), each with its own keep-alive
-``http.client`` connection and its own session, sending reads and increments
+gunicorn: two worker processes (``gthread``, ``--threads`` each), the app
+loaded in the master before the fork (``--preload``, as many deployments do),
+on a free loopback port, for every server-side store (``--stores``; memory is
+left out, as it is private to one process, and so is the cookie store, which
+keeps nothing on the server). A load generator in this process runs
+``--clients`` threads (default 100); each owns a session and two keep-alive
+``http.client`` connections it alternates between, so one session's requests
+reach both worker processes. They send reads and increments
 (``--write-share``, default 20%) for ``--seconds`` (default 30). Every
 response is checked (status, and the counter value the client expects, so a
 stale read counts as an error); afterwards every session's counter must equal
@@ -14,58 +18,67 @@ the increments its client sent. Results go to the ``load`` section of
 
 The generator shares the machine's cores with the server (both are Python),
 so requests/s is a floor for the server alone, and latencies include the
-generator's own scheduling. It is not a test of concurrent writes to one
-session (each client owns its session): that is the lifecycle tests' job.
+generator's own scheduling. Server CPU is the master's and the workers' CPU
+time (``/proc``) divided by requests.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
-import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from dataclasses import field
+from pathlib import Path
 from typing import Any
 
+from .loadgen import Client
+from .loadgen import drive
+from .loadgen import free_port
+from .loadgen import percentile
+from .loadgen import server_cpu
+from .loadgen import verify
+from .loadgen import wait_for_port
 from .report import describe_machine
 from .report import machine_markdown
 from .report import md_table
 from .report import update_docs
-from .subjects import REDIS_URL
 from .subjects import SECRET
+from .subjects import default_urls
 from .subjects import server_reachable
 
-__all__ = ["main", "make_counter_app"]
+__all__ = ["main", "make_counter_app", "served_app"]
 
-#: Store settings the served app uses, per store (``{workdir}`` is a temp dir).
-STORE_SETTINGS: dict[str, dict[str, str]] = {
-    "memory": {},
-    "file": {"session.file.path": "{workdir}/sessions"},
-    "sqlite": {"session.sqlite.path": "{workdir}/sessions.sqlite"},
-    "redis": {"session.redis.url": REDIS_URL, "session.redis.prefix": "bench:load:"},
+#: The table the SQL rows keep their sessions in (dropped before and after).
+LOAD_TABLE = "bench_load"
+#: Per row: the store, its settings (``{workdir}`` and ``{<server>}`` filled in) and
+#: the server it needs.
+STORES: dict[str, tuple[str, dict[str, str], str | None]] = {
+    "file": ("file", {"path": "{workdir}/sessions"}, None),
+    "sqlite": ("sqlite", {"path": "{workdir}/sessions.sqlite"}, None),
+    "redis": ("redis", {"url": "{redis}", "prefix": "bench:load:"}, "redis"),
+    "postgresql": ("sql", {"url": "{postgresql}", "table": LOAD_TABLE}, "postgresql"),
+    "mariadb": ("sql", {"url": "{mariadb}", "table": LOAD_TABLE}, "mariadb"),
+    "memcached": ("memcached", {"servers": "{memcached}", "prefix": "bench:load:"}, "memcached"),
 }
-SERVERS = {"redis": "redis"}
 
 
-def make_counter_app(store: str, workdir: str) -> Any:
-    """Return the counter app on *store*: ``/start``, ``/read``, ``/incr``."""
+def make_counter_app(row: str, workdir: str) -> Any:
+    """Return the counter app on the store of *row*: ``/start``, ``/read``, ``/incr``."""
     from pyramid.config import Configurator
     from pyramid.response import Response
 
     from pyramid_sessionstore import session_factory_from_settings
 
+    store, options, _ = STORES[row]
+    fill = {"workdir": workdir, **default_urls()}
     settings = {"session.secret": SECRET, "session.store": store}
-    settings.update({k: v.format(workdir=workdir) for k, v in STORE_SETTINGS[store].items()})
+    settings.update({f"session.{store}.{k}": v.format(**fill) for k, v in options.items()})
 
     def start(request: Any) -> Response:
         request.session["n"] = 0
@@ -87,164 +100,64 @@ def make_counter_app(store: str, workdir: str) -> Any:
     return config.make_wsgi_app()
 
 
-def serve(store: str, port: int, threads: int, workdir: str, max_seconds: float) -> None:
-    """Serve the counter app until terminated, or *max_seconds* at most."""
+def served_app() -> Any:
+    """Return the app gunicorn serves (``bench.load:served_app()``), from the environment.
+
+    Called in gunicorn's master (``--preload``): it also arms a watchdog there, so
+    the server ends by itself if the benchmark dies or hangs (the workers follow
+    their master).
+    """
     import logging
 
-    import waitress
-
     logging.basicConfig(level=logging.ERROR)
-    app = make_counter_app(store, workdir)
+    limit = float(os.environ["BENCH_LOAD_MAX_SECONDS"])
 
     def stop_by_itself() -> None:
-        time.sleep(max_seconds)
-        os._exit(3)  # the parent died or hung: never outlive the run
+        time.sleep(limit)
+        os._exit(3)
 
     threading.Thread(target=stop_by_itself, daemon=True).start()
-    waitress.serve(
-        app,
-        host="127.0.0.1",
-        port=port,
-        threads=threads,
-        connection_limit=1000,
-        backlog=1024,
-        channel_timeout=60,
-        _quiet=True,
-    )
+    return make_counter_app(os.environ["BENCH_LOAD_STORE"], os.environ["BENCH_LOAD_WORKDIR"])
 
 
-# -- the load generator ----------------------------------------------------------
+def _start(row: str, port: int, args: argparse.Namespace, workdir: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers)]
+    command += ["--worker-class", "gthread", "--threads", str(args.threads), "--preload"]
+    command += ["--bind", f"127.0.0.1:{port}", "--backlog", "1024", "--keep-alive", "30"]
+    command += ["--timeout", "60", "--graceful-timeout", "5", "--log-level", "warning"]
+    command += ["bench.load:served_app()"]
+    env = dict(os.environ, BENCH_LOAD_STORE=row, BENCH_LOAD_WORKDIR=workdir)
+    env["BENCH_LOAD_MAX_SECONDS"] = str(args.seconds + 120)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    return subprocess.Popen(command, cwd=root, env=env)
 
 
-@dataclass
-class Client:
-    """One simulated browser: its connection, session cookie and expectations."""
-
-    index: int
-    cookie: str = ""
-    expected: int = 0
-    reads: int = 0
-    writes: int = 0
-    errors: list[str] = field(default_factory=list)
-    latencies_ns: list[int] = field(default_factory=list)
-
-
-def _request(conn: http.client.HTTPConnection, client: Client, path: str) -> str:
-    headers = {"Cookie": f"session={client.cookie}"} if client.cookie else {}
-    conn.request("GET", path, headers=headers)
-    response = conn.getresponse()
-    body = response.read().decode()
-    for name, value in response.getheaders():
-        if name.lower() == "set-cookie" and value.startswith("session="):
-            client.cookie = value.split(";", 1)[0].removeprefix("session=")
-    if response.status != 200:
-        raise RuntimeError(f"{path} answered {response.status}: {body[:100]}")
-    return body
-
-
-def _drive(port: int, client: Client, deadline: float, write_share: float, seed: int) -> None:
-    rng = random.Random(seed)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    perf = time.perf_counter_ns
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        _request(conn, client, "/start")
-        while time.monotonic() < deadline:
-            write = rng.random() < write_share
-            path = "/incr" if write else "/read"
-            t0 = perf()
-            try:
-                body = _request(conn, client, path)
-            except (OSError, http.client.HTTPException, RuntimeError) as err:
-                client.errors.append(f"{path}: {type(err).__name__}: {err}")
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                if write:  # it may or may not have counted: stop checking this session
-                    return
-                continue
-            client.latencies_ns.append(perf() - t0)
-            if write:
-                client.expected += 1
-                client.writes += 1
-            else:
-                client.reads += 1
-            if body != str(client.expected):
-                client.errors.append(f"{path}: got {body}, expected {client.expected}")
-                client.expected = int(body) if body.isdigit() else client.expected
-    except (OSError, http.client.HTTPException, RuntimeError) as err:
-        client.errors.append(f"/start: {type(err).__name__}: {err}")
-    finally:
-        conn.close()
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
-def _verify(port: int, clients: list[Client]) -> tuple[int, int, list[str]]:
-    """Return (sessions checked, lost updates, messages): every counter is re-read."""
-    checked, lost, messages = 0, 0, []
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        for client in clients:
-            if not client.cookie:
-                continue
-            body = _request(conn, client, "/read")
-            checked += 1
-            if body != str(client.expected):
-                lost += 1
-                messages.append(f"client {client.index}: counter {body}, sent {client.expected}")
-    finally:
-        conn.close()
-    return checked, lost, messages
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with status {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the server did not listen on 127.0.0.1:{port} within {timeout} s")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """Return user+system CPU seconds of process *pid* (Linux /proc)."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(ordered: list[int], q: float) -> float:
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
-
-
-def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Serve *store*, drive it, verify it; return the numbers."""
+def run_store(row: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Serve the store of *row*, drive it, verify it; return the numbers."""
     workdir = tempfile.mkdtemp(prefix="bench-load-")
-    port = _free_port()
-    limit = args.seconds + 120
-    command = [sys.executable, "-m", "bench.load", "--serve", store, "--port", str(port)]
-    command += ["--threads", str(args.threads), "--workdir", workdir, "--max-seconds", str(limit)]
-    proc = subprocess.Popen(command, cwd=os.path.dirname(os.path.dirname(__file__)))
+    port = free_port()
+    proc = _start(row, port, args, workdir)
+    before: dict[int, float] = {}
+    after: dict[int, float] = {}
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc)
         clients = [Client(i) for i in range(args.clients)]
-        cpu0 = _cpu_seconds(proc.pid)
+        server_cpu(proc.pid, before)
         started = time.monotonic()
         deadline = started + args.seconds
         threads = [
             threading.Thread(
-                target=_drive, args=(port, c, deadline, args.write_share, args.seed + c.index)
+                target=drive, args=(port, c, deadline, args.write_share, args.seed + c.index)
             )
             for c in clients
         ]
@@ -253,38 +166,39 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
         for thread in threads:
             thread.join(timeout=args.seconds + 60)
         elapsed = time.monotonic() - started
-        server_cpu = _cpu_seconds(proc.pid) - cpu0
-        checked, lost, lost_messages = _verify(port, clients)
+        server_cpu(proc.pid, after)
+        checked, lost, lost_messages = verify(port, clients)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
+    cpu = sum(after.values()) - sum(before.get(pid, 0.0) for pid in after)
     latencies = sorted(ns for c in clients for ns in c.latencies_ns)
     errors = [e for c in clients for e in c.errors]
     requests = len(latencies)
     return {
-        "store": store,
+        "store": row,
         "clients": args.clients,
         "seconds": round(elapsed, 1),
         "requests": requests,
         "reads": sum(c.reads for c in clients),
         "writes": sum(c.writes for c in clients),
         "requests_per_s": round(requests / elapsed, 1),
-        "p50_ms": round(_percentile(latencies, 0.50), 2),
-        "p99_ms": round(_percentile(latencies, 0.99), 2),
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
         "mean_ms": round(statistics.fmean(latencies) / 1e6, 2) if latencies else 0.0,
         "errors": len(errors),
         "error_samples": errors[:10],
         "sessions_checked": checked,
         "lost_updates": lost,
         "lost_samples": lost_messages[:10],
-        "server_cpu_us_per_request": round(server_cpu / max(requests, 1) * 1e6, 1),
-        "server_threads": args.threads,
+        "server_processes": len(after),
+        "server_cpu_us_per_request": round(cpu / max(requests, 1) * 1e6, 1),
     }
+
+
+def _label(row: str) -> str:
+    store = STORES[row][0]
+    return f"ours: {store}" if store == row else f"ours: {store} ({row})"
 
 
 def render(data: dict[str, Any]) -> str:
@@ -298,7 +212,8 @@ def render(data: dict[str, Any]) -> str:
         verdict = "none" if r["lost_updates"] == 0 else f"**{r['lost_updates']}**"
         rows.append(
             [
-                f"ours: {r['store']}",
+                f"ours: {STORES[r['store']][0]}"
+                + (" (" + r["store"] + ")" if r["store"] in ("postgresql", "mariadb") else ""),
                 f"{r['requests']:,} ({r['reads']:,} / {r['writes']:,})",
                 f"{r['requests_per_s']:,.0f}",
                 f"{r['p50_ms']:.1f}",
@@ -325,10 +240,12 @@ def render(data: dict[str, Any]) -> str:
         "",
         machine_markdown(data["machine"]),
         "",
-        f"A counter app (`/start`, `/read`, `/incr`, built with `session_factory_from_settings`)"
-        f" served by waitress ({opts['threads']} threads) in a subprocess on a loopback port;"
+        "A counter app (`/start`, `/read`, `/incr`, built with `session_factory_from_settings`)"
+        f" served by gunicorn: {opts['workers']} worker processes × {opts['threads']} threads"
+        " (`gthread`), the app loaded before the fork (`--preload`), on a loopback port;"
         f" {opts['clients']} client threads in the benchmark process, each with its own"
-        f" keep-alive `http.client` connection and its own session, send"
+        " session and two keep-alive `http.client` connections it alternates between (so a"
+        " session's requests reach both worker processes), send"
         f" {100 - 100 * opts['write_share']:.0f}% reads and {100 * opts['write_share']:.0f}%"
         f" increments for {opts['seconds']} s. Every response is checked against the counter"
         " the client expects (a stale read is an error); afterwards every session's counter"
@@ -338,7 +255,9 @@ def render(data: dict[str, Any]) -> str:
         "",
         "The load generator shares the machine's 2 cores with the server, so requests/s is a"
         " floor for the server alone and latencies include the generator's own scheduling;"
-        " server CPU µs/request is the served process's CPU time divided by requests.",
+        " server CPU µs/request is the CPU time of gunicorn's master and workers divided by"
+        " requests. Memory is not in the table: each worker process would have its own"
+        " sessions.",
     ]
     samples = [(r["store"], e) for r in data["results"] for e in r.get("error_samples", [])]
     samples += [(r["store"], e) for r in data["results"] for e in r.get("lost_samples", [])]
@@ -347,65 +266,70 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _empty_redis() -> None:
-    import redis
+def _reset(rows: list[str]) -> None:
+    """Empty the benchmark's Redis db and drop the load table."""
+    import sqlalchemy as sa
 
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    urls = default_urls()
+    if "redis" in rows:
+        import redis
+
+        client = redis.Redis.from_url(urls["redis"])
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+    for kind in ("postgresql", "mariadb"):
+        if kind in rows:
+            engine = sa.create_engine(urls[kind], isolation_level="AUTOCOMMIT")
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {LOAD_TABLE}"))
+            finally:
+                engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the load test (or, with ``--serve``, be its server)."""
+    """Run the load test."""
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
-    parser.add_argument("--stores", default="sqlite,redis", help="comma-separated stores")
+    parser.add_argument("--stores", default=",".join(STORES), help="comma-separated rows")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--write-share", type=float, default=0.2)
-    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=None, help="directory of benchmarks.md/.json")
-    parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--max-seconds", type=float, default=300, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args.serve, args.port, args.threads, args.workdir, args.max_seconds)
-        return 0
-    stores = [s for s in args.stores.split(",") if s]
-    unknown = [s for s in stores if s not in STORE_SETTINGS]
+    rows = [s for s in args.stores.split(",") if s]
+    unknown = [s for s in rows if s not in STORES]
     if unknown:
-        print(f"unknown store(s) {unknown}; choose from {sorted(STORE_SETTINGS)}", file=sys.stderr)
+        print(f"unknown store(s) {unknown}; choose from {sorted(STORES)}", file=sys.stderr)
         return 2
     machine = describe_machine()
     results = []
-    for store in stores:
-        server = SERVERS.get(store)
+    for row in rows:
+        server = STORES[row][2]
         if server is not None and not server_reachable(server):
-            results.append({"store": store, "skipped": f"{server} unreachable"})
+            results.append({"store": row, "skipped": f"{server} unreachable"})
             continue
-        if store == "redis":
-            _empty_redis()
-        print(f"load: {store} for {args.seconds} s ...", file=sys.stderr, flush=True)
+        _reset([row])
+        print(f"load: {row} for {args.seconds} s ...", file=sys.stderr, flush=True)
         try:
-            result = run_store(store, args)
+            result = run_store(row, args)
         finally:
-            if store == "redis":
-                _empty_redis()
-        print(f"load: {store}: {result}", file=sys.stderr, flush=True)
+            _reset([row])
+        print(f"load: {row}: {result}", file=sys.stderr, flush=True)
         results.append(result)
     options = {
         "seconds": args.seconds,
         "clients": args.clients,
         "write_share": args.write_share,
+        "workers": args.workers,
         "threads": args.threads,
+        "server": "gunicorn (gthread, --preload)",
     }
     data = {"machine": machine, "options": options, "results": results}
-    from pathlib import Path
-
     from .report import DOCS
 
     path = update_docs("load", render(data), data, Path(args.out) if args.out else DOCS)

@@ -39,6 +39,7 @@ PACKAGES = (
     "hiredis",
     "sqlalchemy",
     "psycopg",
+    "pymysql",
     "pymemcache",
     "cryptography",
     "pyramid_session_redis",
@@ -47,6 +48,7 @@ PACKAGES = (
     "beaker",
     "python-memcached",
     "waitress",
+    "gunicorn",
 )
 
 INTRO = """# Benchmarks
@@ -62,10 +64,11 @@ command; the raw numbers are in `docs/benchmarks.json`.
 | load test over HTTP | `make load` (`python -m bench.load`) |
 | a million sessions | `make scale` (`python -m bench.scale`) |
 
-Servers used: Redis 127.0.0.1:6379 db 14 (emptied before and after), PostgreSQL
-127.0.0.1:5432 db `test` (table `bench_sessions`, dropped afterwards), memcached
-127.0.0.1:11211 (keys under `bench:`). Override with `BENCH_REDIS_URL`,
-`BENCH_POSTGRES_URL`, `BENCH_MEMCACHED`.
+Servers used: Redis 127.0.0.1:6379 db 14 (emptied before and after),
+PostgreSQL 127.0.0.1:5432 and MariaDB 127.0.0.1:3306, db `test` (tables
+`bench_*`, dropped before and after), memcached 127.0.0.1:11211 (keys under
+`bench:`). Override with `BENCH_REDIS_URL`, `BENCH_POSTGRES_URL`,
+`BENCH_MARIADB_URL`, `BENCH_MEMCACHED`.
 """
 
 
