@@ -16,9 +16,13 @@ pytestmark = pytest.mark.redis
 
 
 class TestRedisStore(
-    testing.StoreContract, testing.ScanContract, testing.UnavailableContract, RawContentsContract
+    testing.StoreContract,
+    testing.ScanContract,
+    testing.PeekContract,
+    testing.UnavailableContract,
+    RawContentsContract,
 ):
-    capabilities = frozenset({"scan"})
+    capabilities = frozenset({"scan", "peek"})
     cluster = False  # True: against the Cluster the redis_cluster fixture starts
 
     @pytest.fixture
@@ -45,3 +49,27 @@ class TestRedisStore(
 
 class TestRedisClusterStore(TestRedisStore):
     cluster = True
+
+    # RedisStore's own: peek's script reads one key, whatever is there.
+
+    def test_peek_of_another_type_is_a_miss_and_deletes_it(
+        self, store: RedisStore, key: Callable[[], str]
+    ) -> None:
+        k = key()
+        kind = redis.RedisCluster if store.cluster else redis.Redis
+        with kind.from_url(store.url) as client:
+            client.rpush(store.prefix + k, b"not a record")
+            assert store.peek(k) is None
+            assert client.exists(store.prefix + k) == 0
+            client.set(store.prefix + k, b"pss1 but not a header")
+            assert store.peek(k) is None
+            assert client.exists(store.prefix + k) == 0
+
+    def test_peek_keeps_the_time_left(self, store: RedisStore, key: Callable[[], str]) -> None:
+        k = key()
+        store.save(k, b"data", 600, None)
+        kind = redis.RedisCluster if store.cluster else redis.Redis
+        with kind.from_url(store.url) as client:
+            client.pexpire(store.prefix + k, 5000)  # as if saved long ago
+            assert store.peek(k) is not None
+            assert 4000 < client.pttl(store.prefix + k) <= 5000

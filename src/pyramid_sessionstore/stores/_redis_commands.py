@@ -13,21 +13,34 @@ which routes each command to its slot's master; a pipeline; a subclass; and a
 client whose ``execute_command`` tracing has wrapped (OpenTelemetry, Sentry,
 ddtrace), so what those add still happens.
 
-Updates run a Lua script by its SHA: it compares the record's header with the
-one loaded and sets the new value, so a compare-and-set is one round trip.
+:func:`connect` builds the client the settings describe: one server, a
+Cluster, or the master a set of Sentinels names.
+
+Updates and peeks run Lua scripts by their SHA: one compares the record's
+header with the one loaded and sets the new value, so a compare-and-set is one
+round trip; the other reads a record and the time it has left (``GET`` and
+``PTTL``) together, without refreshing it. Each touches one key: one slot.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
+from typing import TYPE_CHECKING
 from typing import Any
 
 import redis
 
 from .redis import HEADER
 
-__all__ = ["ClientCommands", "LeanCommands", "commands_for"]
+if TYPE_CHECKING:
+    from .redis import RedisStore
+
+__all__ = ["Client", "ClientCommands", "LeanCommands", "commands_for", "connect"]
+
+#: What RedisStore sends commands through (a Sentinel master is a ``Redis``).
+Client = redis.Redis | redis.RedisCluster
 
 # KEYS[1]; ARGV: expected header, new value, then "EX", ttl or nothing. pcall:
 # a value of another type under the key is a mismatch, not a script error.
@@ -36,14 +49,51 @@ if redis.pcall('GETRANGE', KEYS[1], 0, {HEADER - 1}) ~= ARGV[1] then return 0 en
 return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3)) and 1
 """
 UPDATE_SHA = hashlib.sha1(UPDATE.encode()).hexdigest()
+# KEYS[1]. Returns nil when there is no key, else {value, milliseconds left (-1:
+# no expiry)}; a value of another type comes back as text that is not a record.
+PEEK = """
+local value = redis.pcall('GET', KEYS[1])
+if not value then return false end
+if type(value) ~= 'string' then value = 'another type' end
+return {value, redis.call('PTTL', KEYS[1])}
+"""
+PEEK_SHA = hashlib.sha1(PEEK.encode()).hexdigest()
 
 
-def commands_for(client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClientCommands:
+def _expiring(sent: float, reply: Any) -> tuple[bytes, float | None] | None:
+    """Turn the peek script's *reply* into (value, expiry in Unix seconds, None: never).
+
+    The time left is counted from *sent*, before the script ran: never late.
+    """
+    return None if reply is None else (reply[0], None if reply[1] < 0 else sent + reply[1] / 1000)
+
+
+def commands_for(client: Client) -> LeanCommands | ClientCommands:
     """Return how to send commands through *client*: lean only for a plain ``Redis``."""
     traced = hasattr(redis.Redis.execute_command, "__wrapped__")
     if type(client) is redis.Redis and not traced:
         return LeanCommands(client.connection_pool)
     return ClientCommands(client)
+
+
+def connect(
+    store: RedisStore, url: dict[str, Any], kwargs: dict[str, Any], watch: dict[str, Any]
+) -> tuple[Client, redis.Sentinel | None]:
+    """Return a client of *store*'s server, Cluster or Sentinel master, and the Sentinel.
+
+    Behind Sentinel, the master's address comes from the Sentinels; the url's
+    other parts (*url*, as parsed) and *kwargs* configure the client, *watch*
+    the connections to the Sentinels.
+    """
+    if store.cluster:
+        return redis.RedisCluster.from_url(store.url, **kwargs), None
+    if not store.sentinels:
+        return redis.Redis.from_url(store.url, **kwargs), None
+    options = {k: v for k, v in url.items() if k not in {"host", "port"}}
+    tls = {"ssl": options.pop("connection_class", None) is redis.SSLConnection}
+    addresses = [(h, int(p)) for h, _, p in (a.rpartition(":") for a in store.sentinels)]
+    sentinel = redis.Sentinel(addresses, sentinel_kwargs=watch | tls, **kwargs | options | tls)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(store.service_name), sentinel  # type: ignore[no-untyped-call]
 
 
 class LeanCommands:
@@ -83,13 +133,21 @@ class LeanCommands:
         finally:
             self._idle.append(conn)
 
-    def conditional_set(self, name: str, args: list[Any]) -> Any:
-        """Run the update script (sent whole once per server, after a NOSCRIPT)."""
+    def _script(self, source: str, sha: str, name: str, args: list[Any]) -> Any:
+        """Run a script on key *name* by its SHA (sent whole once per server, after a NOSCRIPT)."""
         try:
-            return self("EVALSHA", UPDATE_SHA, 1, name, *args)
+            return self("EVALSHA", sha, 1, name, *args)
         except redis.exceptions.NoScriptError:  # SCRIPT LOAD, not EVAL: see the ACL in the docs
-            self("SCRIPT", "LOAD", UPDATE)
-            return self("EVALSHA", UPDATE_SHA, 1, name, *args)
+            self("SCRIPT", "LOAD", source)
+            return self("EVALSHA", sha, 1, name, *args)
+
+    def conditional_set(self, name: str, args: list[Any]) -> Any:
+        """Run the update script."""
+        return self._script(UPDATE, UPDATE_SHA, name, args)
+
+    def peek(self, name: str) -> tuple[bytes, float | None] | None:
+        """Run the peek script: None, or the value and when it expires (None: never)."""
+        return _expiring(time.time(), self._script(PEEK, PEEK_SHA, name, []))
 
     def close(self) -> None:
         """Give every connection back to the pool."""
@@ -104,6 +162,7 @@ class ClientCommands:
     def __init__(self, client: redis.Redis | redis.RedisCluster) -> None:
         self._client = client
         self._update = client.register_script(UPDATE)
+        self._peek = client.register_script(PEEK)
 
     def __call__(self, *args: Any) -> Any:
         return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -111,6 +170,10 @@ class ClientCommands:
     def conditional_set(self, name: str, args: list[Any]) -> Any:
         """Run the update script; redis-py loads it (on the slot's node) when missing."""
         return self._update([name], args)
+
+    def peek(self, name: str) -> tuple[bytes, float | None] | None:
+        """Run the peek script: None, or the value and when it expires (None: never)."""
+        return _expiring(time.time(), self._peek([name]))
 
     def close(self) -> None:
         """Nothing of its own: the client's pools are the store's to close."""

@@ -2,10 +2,10 @@
 
 A record is one string key: a 20-byte header (``pss1``, a 16-hex-digit version),
 then the data; so every operation is single-key (single-slot on Cluster) and one
-round trip: ``GETEX`` loads and refreshes the expiry, ``SET NX EX`` creates, a Lua
-script (``EVALSHA``) updates conditionally, ``EXPIRE`` touches, ``DEL`` deletes.
-Redis expires records itself. It never reads from replicas (a read must see
-the last write) nor keeps a second key per record; ``keys`` scans the prefix.
+round trip: ``GETEX`` loads and refreshes the expiry, ``SET NX EX`` creates, Lua
+scripts (``EVALSHA``) update conditionally or peek (``GET``, ``PTTL``), ``EXPIRE``
+touches, ``DEL`` deletes. Redis expires records itself; never reads from replicas
+(a read must see the last write) nor keeps a second key per record; ``keys`` scans.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .base import as_positive_int
 from .base import mask_url
 
 if TYPE_CHECKING:
+    from ._redis_commands import Client
     from ._redis_commands import ClientCommands
     from ._redis_commands import LeanCommands
 
@@ -43,10 +44,8 @@ try:
     _DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
     _DOWN += (redis.ReadOnlyError, redis.exceptions.ClusterError, redis.exceptions.TryAgainError)
     _DOWN += (redis.exceptions.RedisClusterException,)  # no node reachable, slot not covered
-    _ERRORS: tuple[type[Exception], ...] = (
-        redis.RedisError,
-        redis.exceptions.RedisClusterException,
-    )
+    _ERRORS: tuple[type[Exception], ...] = (redis.RedisError,)
+    _ERRORS += (redis.exceptions.RedisClusterException,)
     _RETRY_ON: tuple[type[Exception], ...] = (redis.ConnectionError,)
 except ImportError:  # the OPTIONS table stays readable without the driver
     redis = None  # type: ignore[assignment]
@@ -137,28 +136,18 @@ class RedisStore:
         if client is not None and client.get_encoder().decode_responses:
             raise ValueError("client: must be created with decode_responses=False")
         if client is not None or not cluster:  # RedisCluster connects when built: at first use
-            self._use(client or self._connect())
+            self._use(client)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where}, prefix={self.prefix!r})"
 
-    def _connect(self) -> redis.Redis | redis.RedisCluster:
-        """Build the client the settings describe."""
-        if self.cluster:
-            return redis.RedisCluster.from_url(self.url, **self._kwargs)
-        if not self.sentinels:
-            return redis.Redis.from_url(self.url, **self._kwargs)
-        # The master's address comes from Sentinel; the url gives the rest.
-        options = {k: v for k, v in self._url_options.items() if k not in {"host", "port"}}
-        tls = {"ssl": options.pop("connection_class", None) is redis.SSLConnection}
-        addresses = [(h, int(p)) for h, _, p in (a.rpartition(":") for a in self.sentinels)]
-        master = self._kwargs | options | tls
-        self._sentinel = redis.Sentinel(addresses, sentinel_kwargs=self._watch | tls, **master)  # type: ignore[no-untyped-call]
-        return self._sentinel.master_for(self.service_name)  # type: ignore[no-any-return,no-untyped-call]
-
-    def _use(self, client: redis.Redis | redis.RedisCluster) -> LeanCommands | ClientCommands:
+    def _use(self, client: Client | None) -> LeanCommands | ClientCommands:
+        """Send commands through *client*, or a client the settings describe."""
         from ._redis_commands import commands_for
+        from ._redis_commands import connect
 
+        if client is None:
+            client, self._sentinel = connect(self, self._url_options, self._kwargs, self._watch)
         self._client = client
         self._commands = commands_for(client)
         return self._commands
@@ -168,7 +157,7 @@ class RedisStore:
         if (commands := self._commands) is not None:
             return commands
         with self._lock:
-            return self._use(self._connect()) if self._commands is None else self._commands
+            return self._use(None) if self._commands is None else self._commands
 
     def _error(self, err: Exception, action: str) -> StoreError:
         if isinstance(err, _DOWN):
@@ -176,18 +165,29 @@ class RedisStore:
         return StoreError(f"{self._where}: {action} failed: {err}", self)
 
     def load(self, key: str, ttl: int | None) -> Record | None:
-        name = self.prefix + key
         try:
             refresh = ("PERSIST",) if ttl is None else ("EX", max(ttl, 1))
-            value = self._run()("GETEX", name, *refresh)
+            value = self._run()("GETEX", self.prefix + key, *refresh)
         except _ERRORS as err:
             if not str(err).startswith("WRONGTYPE"):
                 raise self._error(err, "load") from err
             value = b"another type"
-        if value is None:
+        return None if value is None else self._record(key, value)
+
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record of *key* and when it expires: GET and PTTL in one script run."""
+        try:
+            found = self._run().peek(self.prefix + key)
+        except _ERRORS as err:
+            raise self._error(err, "peek") from err
+        if found is None or (record := self._record(key, found[0])) is None:
             return None
+        return record, found[1]
+
+    def _record(self, key: str, value: bytes) -> Record | None:
+        """Return the record framed in *value*; delete what is not one."""
         if (match := _FRAME.match(value)) is None:
-            security_log.warning("RedisStore: deleting unreadable record %s…", name[:40])
+            security_log.warning("RedisStore: deleting unreadable record %s…", key[:40])
             self.delete(key)
             return None
         return Record(value[HEADER:], match.group(1).decode())
