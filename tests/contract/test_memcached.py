@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
+from pymemcache.client.base import Client
+from pymemcache.client.base import normalize_server_spec
 
 from pyramid_sessionstore.stores.memcached import MemcachedStore
+from pyramid_sessionstore.testing import PeekContract
 from pyramid_sessionstore.testing import StoreContract
 from pyramid_sessionstore.testing import UnavailableContract
 from pyramid_sessionstore.testing import eventually
@@ -42,8 +46,8 @@ def names_on(server: str, prefix: str) -> set[str]:
     return {name[len(prefix) :] for name in names if name.startswith(prefix)}
 
 
-class TestMemcachedStore(StoreContract, UnavailableContract, RawContentsContract):
-    capabilities = frozenset()
+class TestMemcachedStore(StoreContract, PeekContract, UnavailableContract, RawContentsContract):
+    capabilities = frozenset({"peek"})
     accepts_large_records = False  # memcached's item limit (-I) is 1 MiB by default
 
     @pytest.fixture
@@ -58,3 +62,22 @@ class TestMemcachedStore(StoreContract, UnavailableContract, RawContentsContract
     @pytest.fixture
     def unavailable_store(self) -> MemcachedStore:
         return MemcachedStore(servers=[f"127.0.0.1:{closed_port()}"])
+
+    # MemcachedStore's own: peek reads the value, CAS and time left, and touches nothing.
+
+    def test_peek_keeps_the_time_left_and_deletes_another_value(
+        self, store: MemcachedStore, key: Callable[[], str]
+    ) -> None:
+        k, foreign = key(), key()
+        version = store.save(k, b"data", 600, None)
+        client = Client(normalize_server_spec(store.servers[0]), default_noreply=False)
+        try:
+            client.touch(store.prefix + k, 5)  # as if saved long ago
+            client.set(store.prefix + foreign, b"not ours", 600)
+            peeked = store.peek(k)
+            assert peeked is not None and peeked[0] == (b"data", version)
+            assert peeked[1] is not None and peeked[1] <= time.time() + 6
+            assert store.peek(foreign) is None
+            assert client.get(store.prefix + foreign) is None
+        finally:
+            client.close()

@@ -1,12 +1,12 @@
 """MemcachedStore: records in memcached, through pymemcache; one round trip per operation.
 
 The version is memcached's own CAS value. A load is ``gats`` (get, touch and
-return the CAS in one command); a create is a meta set in add mode
-(``ms ... ME c``) and an update a meta set compared on the CAS
-(``ms ... C<cas> c``): both return the new CAS, so a save needs no read-back
-(classic ``add``/``cas`` return only ``STORED``). ``touch``/``gat`` keep the CAS
-(checked against memcached 1.6), so what a save returns is what a load sees.
-Values start with a 4-byte mark, so a foreign value under the prefix is noticed.
+return the CAS in one command), a peek ``mg ... v c t`` (no touch; the time
+left); a create is a meta set in add mode (``ms ... ME c``), an update one on
+the CAS (``ms ... C<cas> c``): both return the new CAS, so a save needs no
+read-back (classic ``add``/``cas`` return only ``STORED``). ``touch``/``gat``
+keep the CAS (checked against memcached 1.6): what a save returns is what a
+load sees. Values start with a 4-byte mark: a foreign value is noticed.
 
 Memcached evicts live items under memory pressure: a session may end early.
 It cannot list keys (no ``keys``/``count``) and expires items itself (no
@@ -45,9 +45,10 @@ try:
     from pymemcache.client.base import normalize_server_spec
     from pymemcache.client.rendezvous import RendezvousHash
 
-    from ._memcached_commands import close_inherited
+    from ._memcached_commands import after_fork
     from ._memcached_commands import exptime
     from ._memcached_commands import gats
+    from ._memcached_commands import meta_get
     from ._memcached_commands import meta_set
     from ._memcached_commands import reads_bytes
 
@@ -163,17 +164,27 @@ class MemcachedStore:
 
     def load(self, key: str, ttl: int | None) -> Record | None:
         name = self.prefix + key
-        client = self._client(name)
         try:
-            found = gats(client, name.encode(), exptime(ttl))
+            found = gats(self._client(name), name.encode(), exptime(ttl))
         except _ERRORS as err:
             raise self._error(err, "load") from err
-        if found is None:
+        return None if found is None else self._record(key, *found)
+
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record of *key* and when it expires: one ``mg``, which does not touch."""
+        name = self.prefix + key
+        try:
+            found = meta_get(self._client(name), name.encode())
+        except _ERRORS as err:
+            raise self._error(err, "peek") from err
+        if found is None or (record := self._record(key, found[0], found[1])) is None:
             return None
-        value, cas = found
+        return record, found[2]
+
+    def _record(self, key: str, value: Any, cas: bytes) -> Record | None:
+        """Return the record framed in *value*; delete what is not one (another's value)."""
         if not isinstance(value, bytes) or not value.startswith(_MARK):
-            # Not our framing: written by something else under our prefix.
-            security.warning("MemcachedStore: deleting unreadable record %s…", name[:40])
+            security.warning("MemcachedStore: deleting unreadable record %s…", key[:40])
             self.delete(key)
             return None
         return Record(value[len(_MARK) :], cas.decode())
@@ -226,23 +237,14 @@ class MemcachedStore:
 
     def close(self) -> None:
         """Close the pooled connections (not those of a client given by the caller)."""
-        if self._pid != os.getpid():
-            self._forked()
+        self._forked()  # in a forked process, only its own
         if self._owned:
             for client in self._clients.values():
                 client.close()
 
     def _forked(self) -> None:
-        """Close this process's copies of the sockets inherited through fork, and build new pools.
-
-        Both processes reading one socket would get each other's replies; closing a copy
-        leaves the parent's connection open. A given client is kept: it reconnects.
-        """
+        """Stop using the sockets inherited through fork (see ``after_fork``), once per process."""
         with self._fork_lock:
-            if self._pid == os.getpid():
-                return  # another thread did it
-            for client in self._clients.values():
-                close_inherited(client)
-            if self._owned:
-                self._clients = self._connect()
-            self._pid = os.getpid()
+            if self._pid != os.getpid():  # else another thread did it
+                self._clients = after_fork(self._clients, self._owned, self._connect)
+                self._pid = os.getpid()
