@@ -34,7 +34,12 @@ from . import events
 from . import users
 from .events import SessionEnded
 from .exceptions import ConfigurationError
+from .payload import CorruptPayloadError
+from .payload import decode
+from .payload import encode_userid
 from .payload import is_tombstone
+from .sealing import is_sealed
+from .sealing import read_header
 from .stores.base import SupportsPeek
 
 if TYPE_CHECKING:
@@ -42,7 +47,14 @@ if TYPE_CHECKING:
 
     from .policy import Policy
 
-__all__ = ["SessionInfo", "end_session", "enforce_cap", "list_user_sessions"]
+__all__ = [
+    "SessionInfo",
+    "end_one",
+    "end_session",
+    "enforce_cap",
+    "list_sessions",
+    "list_user_sessions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +83,18 @@ class SessionInfo:
     current: bool
 
 
+#: Length of a handle: 16 bytes of HMAC in unpadded base64url.
+HANDLE_LENGTH = 22
+
+
+def _well_formed(handle: object) -> bool:
+    return isinstance(handle, str) and len(handle) == HANDLE_LENGTH and handle.isascii()
+
+
 def handle_of(policy: Policy, userid: Any, session_key: str) -> str:
     """Return the handle of *userid*'s session stored under *session_key*."""
-    mac = hmac.new(policy.handle_key, f"{userid}\x00{session_key}".encode(), hashlib.sha256)
+    raw = encode_userid(userid) + b"\x00" + session_key.encode()
+    mac = hmac.new(policy.handle_key, raw, hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()[:16]).decode("ascii").rstrip("=")
 
 
@@ -97,21 +118,43 @@ def _policy(request: Request, what: str) -> Policy:
     return policy
 
 
+ENDED, MOVING, FOREIGN = "ended", "moving", "foreign"
+
+
+def _readable(policy: Policy, payload: bytes) -> bool:
+    """Return True if *payload* is a session record (of whichever user)."""
+    try:
+        if is_sealed(payload):
+            read_header(payload)
+        else:
+            decode(payload)
+    except CorruptPayloadError:
+        return False
+    return True
+
+
 def _inspect(
     policy: Policy, userid: Any, key: str, entry: users.Entry
-) -> tuple[float, float] | None:
-    """Return (created, last_active) of a live session of *userid*, or None if it ended."""
+) -> tuple[float, float] | str:
+    """Return (created, last_active) of a live session of *userid*, or why not.
+
+    :data:`ENDED` (no record: forget it), :data:`MOVING` (a tombstone: it is
+    moving to a new id), :data:`FOREIGN` (the record is another user's: an
+    index of 0.1 kept ``42`` and ``"42"`` together).
+    """
     store = policy.store
     if not isinstance(store, SupportsPeek):
         bound = float(entry["b"])
         return bound, bound  # nothing better is known without reading the record
     peeked = store.peek(key)
-    if peeked is None or is_tombstone(peeked[0].data):
-        return None
+    if peeked is None:
+        return ENDED
+    if is_tombstone(peeked[0].data):
+        return MOVING
     record, expires = peeked
     owned = policy.owned_by(record.data, userid)
     if owned is None:
-        return None
+        return FOREIGN if _readable(policy, record.data) else ENDED
     created, last, own_timeout = owned
     idle = policy.idle_timeout(own_timeout)
     # A load set the expiry to "then + idle", unless the lifetime cap set it
@@ -133,13 +176,66 @@ def _live(policy: Policy, userid: Any) -> dict[str, tuple[float, float, users.En
     ended: set[str] = set()
     for key, entry in entries.items():
         seen = _inspect(policy, userid, key, entry)
-        if seen is None:
+        if seen == ENDED:
             ended.add(key)
-        else:
+        elif not isinstance(seen, str):
             live[key] = (*seen, entry)
     if ended:
         users.forget(policy, userid, ended)
     return live
+
+
+def list_sessions(policy: Policy, userid: Any, current_key: str | None = None) -> list[SessionInfo]:
+    """Return *userid*'s active sessions, most recently active first; no request needed.
+
+    The request-free core of :func:`list_user_sessions`, also used by
+    ``psessions list``.
+
+    :param policy: the session factory's policy (``factory.policy``).
+    :param current_key: the store key of the session to mark ``current``, if any.
+    """
+    infos = [
+        SessionInfo(
+            handle=handle_of(policy, userid, key),
+            created=created,
+            last_active=last,
+            user_agent=entry.get("ua"),
+            ip=entry.get("ip"),
+            current=key == current_key,
+        )
+        for key, (created, last, entry) in _live(policy, userid).items()
+    ]
+    infos.sort(key=lambda info: info.last_active, reverse=True)
+    return infos
+
+
+def end_one(policy: Policy, userid: Any, handle: str, request: Request | None = None) -> bool:
+    """End *userid*'s session named *handle*; return True if it was alive.
+
+    The request-free core of :func:`end_session`, also used by
+    ``psessions purge --session``. A handle of another user's session, a
+    made-up one, or one of a session that already ended ends nothing.
+    """
+    if not _well_formed(handle):
+        return False
+    entries = users.read_index(policy, userid)
+    key = next(
+        (k for k in entries if hmac.compare_digest(handle_of(policy, userid, k), handle)), None
+    )
+    if key is None:
+        return False
+    seen = _inspect(policy, userid, key, entries[key])
+    if seen == FOREIGN:
+        return False
+    # A session in the middle of a move (regenerate_id) is alive: deleting its
+    # tombstone makes the move end it too. touch tells whether the record was
+    # still there, on stores that cannot peek as well.
+    alive = seen == MOVING or (seen != ENDED and policy.store.touch(key, 1))
+    policy.store.delete(key)
+    if alive:
+        events.notify(request, partial(SessionEnded, request, key, SessionEnded.END_SESSION))
+    users.forget(policy, userid, {key})
+    return alive
 
 
 def list_user_sessions(request: Request, userid: Any) -> list[SessionInfo]:
@@ -152,20 +248,7 @@ def list_user_sessions(request: Request, userid: Any) -> list[SessionInfo]:
     """
     policy = _policy(request, "list_user_sessions")
     session = request.session
-    current = session._key if session.userid == userid else None
-    infos = [
-        SessionInfo(
-            handle=handle_of(policy, userid, key),
-            created=created,
-            last_active=last,
-            user_agent=entry.get("ua"),
-            ip=entry.get("ip"),
-            current=key == current,
-        )
-        for key, (created, last, entry) in _live(policy, userid).items()
-    ]
-    infos.sort(key=lambda info: info.last_active, reverse=True)
-    return infos
+    return list_sessions(policy, userid, session._key if session.userid == userid else None)
 
 
 def end_session(request: Request, userid: Any, handle: str) -> bool:
@@ -178,25 +261,19 @@ def end_session(request: Request, userid: Any, handle: str) -> bool:
     :raises ConfigurationError: with the cookie store, which keeps no records.
     """
     policy = _policy(request, "end_session")
-    if not isinstance(handle, str):
-        return False
-    entries = users.read_index(policy, userid)
-    key = next(
-        (k for k in entries if hmac.compare_digest(handle_of(policy, userid, k), handle)), None
-    )
-    if key is None:
-        return False
     session = request.session
-    if session._key == key and session.userid == userid:
-        session.invalidate()  # the response ends it, with a SessionEnded event
+    key = session._key
+    if (
+        _well_formed(handle)
+        and key is not None
+        and session.userid == userid
+        and hmac.compare_digest(handle_of(policy, userid, key), handle)
+    ):
+        session.invalidate()  # the response announces the end (SessionEnded)
+        policy.store.delete(key)  # now: the response might never save
         users.forget(policy, userid, {key})
         return True
-    alive = _inspect(policy, userid, key, entries[key]) is not None
-    if alive:
-        policy.store.delete(key)
-        events.notify(request, lambda: SessionEnded(request, key, SessionEnded.END_SESSION))
-    users.forget(policy, userid, {key})
-    return alive
+    return end_one(policy, userid, handle, request)
 
 
 def enforce_cap(policy: Policy, userid: Any, keep: str, request: Request | None = None) -> int:
@@ -209,10 +286,14 @@ def enforce_cap(policy: Policy, userid: Any, keep: str, request: Request | None 
     if cap is None:
         return 0
     live = _live(policy, userid)
-    if len(live) <= cap:
+    if len(live) <= cap or keep not in live:
         return 0
-    others = sorted((k for k in live if k != keep), key=lambda k: live[k][1])
-    doomed = set(others[: len(live) - cap])
+    # Only sessions bound before this one are candidates: two logins at once
+    # must not end each other (the later one ends the earlier).
+    mine = (float(live[keep][2]["b"]), keep)
+    earlier = [k for k in live if k != keep and (float(live[k][2]["b"]), k) < mine]
+    earlier.sort(key=lambda k: live[k][1])
+    doomed = set(earlier[: len(live) - cap])
     for key in doomed:
         policy.store.delete(key)
         events.notify(request, partial(SessionEnded, request, key, SessionEnded.CAP))

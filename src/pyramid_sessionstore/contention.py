@@ -28,6 +28,8 @@ __all__ = ["KEY_LOCKS", "Budget", "KeyLocks", "LockTimeout"]
 BACKOFF_BASE = 0.002
 #: Largest backoff ceiling, in seconds.
 BACKOFF_CAP = 0.1
+#: A writer waits at most this many budgets for its in-process turn.
+TURN_FACTOR = 10
 
 
 class LockTimeout(TimeoutError):
@@ -110,6 +112,19 @@ class Budget:
     def attempt(self) -> None:
         """Count one compare-and-set attempt."""
         self.attempts += 1
+
+    def turn_wait(self) -> float:
+        """Return how long a writer may wait for its in-process turn, in seconds.
+
+        Waiting in line behind this process's other writers of the key is
+        not losing races: it is bounded apart, by :data:`TURN_FACTOR` times
+        the budget, and the budget starts when the turn comes (:meth:`restart`).
+        """
+        return self.timeout * TURN_FACTOR
+
+    def restart(self) -> None:
+        """Start the time budget again from now."""
+        self.deadline = time.monotonic() + self.timeout
 
     def left(self) -> float:
         """Return the seconds left (never negative)."""

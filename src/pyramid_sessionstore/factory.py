@@ -333,7 +333,7 @@ class SessionFactory:
             return
         session: Session = request.__dict__["_sessionstore_session"]
         vary_on_cookie(response.headerlist)
-        if lifecycle.rejected_by_csrf(request):
+        if lifecycle.rejected_by_csrf(self.policy, request, session):
             # The check minted a token in a session nobody should keep.
             request.__dict__["_sessionstore_outcome"] = "not saved: the CSRF check failed"
             return

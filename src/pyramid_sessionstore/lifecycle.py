@@ -45,6 +45,7 @@ from .payload import CorruptPayloadError
 from .payload import decode
 from .payload import encode
 from .payload import is_tombstone
+from .session import CSRF_KEY
 from .session import Session
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         events.notify(request, lambda: SessionCookieRejected(request, key, "unknown"))
         return None
     try:
-        header, data_bytes = policy.unpack(verified.session_id, record.data)
+        header, data_bytes, reseal = policy.unpack_record(verified.session_id, record.data)
         data = policy.serializer.loads(data_bytes)
         if type(data) is not dict:
             raise CorruptPayloadError("session data is not a dict")
@@ -165,6 +166,12 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         check=policy.check,
     )
     session._loaded_record = record.data
+    session._reseal = reseal
+    if policy.encrypt and not verified.current and header.userid is not None:
+        # The cookie is re-signed under the newest secret on this response; its
+        # user's index moves to the newest secret's key now, so that removing
+        # the older secret later cannot hide it from logout-everywhere.
+        users.migrate(policy, header.userid)
     # Re-send the cookie when it was signed with an older secret, or its copy
     # of the timeout lags the record's.
     session._cookie_stale = header.timeout != own_timeout or not verified.current
@@ -228,14 +235,27 @@ OUTCOME_ENDED_ELSEWHERE = "ended by another request; changes dropped"
 OUTCOME_READ_ONLY = "store unavailable at load; nothing written"
 
 
-def rejected_by_csrf(request: Request) -> bool:
-    """Return True when Pyramid's CSRF check rejected *request*."""
-    return isinstance(request.exception, (BadCSRFToken, BadCSRFOrigin))
+def rejected_by_csrf(policy: Policy, request: Request, session: Session) -> bool:
+    """Return True when Pyramid's CSRF check rejected *request* and *session* is new.
+
+    The check mints a token before it fails; storing a new session for it
+    would let junk POSTs fill the store. In an existing session the minted
+    token is taken back, and what else the request did (an exception view
+    that logs the user out, say) is saved as usual.
+    """
+    if not isinstance(request.exception, (BadCSRFToken, BadCSRFOrigin)):
+        return False
+    if session._key is None and session._moved_from is None and not session._ended:
+        return True
+    if CSRF_KEY in session._data and session._loaded_bytes is not None:
+        if CSRF_KEY not in policy.serializer.loads(session._loaded_bytes):
+            del session._data[CSRF_KEY]  # minted by the failed check
+    return False
 
 
 def _changed_bytes(policy: Policy, session: Session) -> bytes | None:
     """Return the serialized data if the session changed, else None."""
-    header_changed = session._user_changed or session._timeout_changed
+    header_changed = session._user_changed or session._timeout_changed or session._reseal
     if not (session._dirty or session._exposed or header_changed):
         return None
     data_bytes = policy.serializer.dumps(session._data)
@@ -267,6 +287,16 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
             raise StoreUnavailableError("the session store was unreachable; changes not saved")
         return OUTCOME_READ_ONLY
     store = policy.store
+    if not session._data and session._key is not None and not session._ended:
+        # Emptied by deleting its keys: end it with a compare-and-set, so a key
+        # another request set meanwhile is merged in and kept, not lost.
+        emptied = session._key
+        if not writes.empty(policy, session, time.time()):
+            _conflicted(request, session)
+            return OUTCOME_UPDATED  # another request's keys survived the merge
+        _ended(request, emptied)
+        policy.cookie.expire(response)
+        return OUTCOME_DELETED
     if not session._data:
         ended = [*session._ended, session._key]
         if session._moved_from is not None:
@@ -317,7 +347,8 @@ def finish(policy: Policy, session: Session, request: Request, response: Any) ->
 
 
 def _ended(request: Request, key: str) -> None:
-    events.notify(request, lambda: SessionEnded(request, key, SessionEnded.INVALIDATED))
+    if key not in request.__dict__.get("_sessionstore_announced", ()):
+        events.notify(request, lambda: SessionEnded(request, key, SessionEnded.INVALIDATED))
 
 
 def _conflicted(request: Request, session: Session) -> None:

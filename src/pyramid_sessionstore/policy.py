@@ -95,13 +95,21 @@ class Policy:
             sealed one does not authenticate under *session_id*.
         :raises MissingDependencyError: for a sealed record without ``cryptography``.
         """
+        header, data, _ = self.unpack_record(session_id, payload)
+        return header, data
+
+    def unpack_record(self, session_id: str | None, payload: bytes) -> tuple[Header, bytes, bool]:
+        """Return what :meth:`unpack` does, and whether the record is sealed under an
+        older secret (then it is written again, so the secret can be retired).
+        """
         if not is_sealed(payload):
-            return decode(payload)
+            header, data = decode(payload)
+            return header, data, False
         if self.records is None:
             raise missing_dependency("reading encrypted session records", "cryptography", "cookie")
         if session_id is None:
             raise CorruptPayloadError("a sealed record needs its session id")
-        return self.records.open(session_id, payload)
+        return self.records.open_record(session_id, payload)
 
     def owned_by(self, payload: bytes, userid: Any) -> tuple[int, float, int | None] | None:
         """Return (created, written, own timeout) of a stored session bound to *userid*.

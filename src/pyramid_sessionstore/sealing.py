@@ -125,6 +125,15 @@ class RecordSealer:
     def open(self, session_id: str, payload: bytes) -> tuple[Header, bytes]:
         """Return the header and serialized data of a sealed record.
 
+        :raises CorruptPayloadError: as :meth:`open_record`.
+        """
+        header, data, _ = self.open_record(session_id, payload)
+        return header, data
+
+    def open_record(self, session_id: str, payload: bytes) -> tuple[Header, bytes, bool]:
+        """Return the header and serialized data of a sealed record, and whether an
+        older secret sealed it (so it should be sealed again under the newest).
+
         :raises CorruptPayloadError: when the record is not one, or does not
             authenticate under this id and any of the secrets.
         """
@@ -143,7 +152,7 @@ class RecordSealer:
         (length,) = struct.unpack_from("<H", inner)
         userid = decode_userid(inner[2 : 2 + length])
         header = Header(clear_header.created, clear_header.written, userid, clear_header.timeout)
-        return header, inner[2 + length :]
+        return header, inner[2 + length :], candidate > 0
 
 
 def read_header(payload: bytes) -> SealedHeader:

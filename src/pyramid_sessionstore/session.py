@@ -56,6 +56,7 @@ class Session:
         "_ended",
         "_moved_from",
         "_attempts",
+        "_reseal",
         "_check",
         "_userid",
         "_user_changed",
@@ -105,6 +106,8 @@ class Session:
         self._moved_from: tuple[str, str | None, str | None] | None = None
         # Compare-and-set attempts of the last write (more than 1: it merged).
         self._attempts = 0
+        # Set when the record was sealed under an older secret: write it again.
+        self._reseal = False
         # The serializer's value check, run at assignment.
         self._check = check
         self._userid = userid

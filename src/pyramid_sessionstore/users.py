@@ -58,6 +58,7 @@ __all__ = [
     "index_keys",
     "invalidate_user_sessions",
     "lists",
+    "migrate",
     "policy_of",
     "read_index",
     "remember",
@@ -82,13 +83,23 @@ def index_key(userid: Any) -> str:
 def index_keys(policy: Policy, userid: Any) -> list[str]:
     """Return the store keys *userid*'s index may be under, the one written first.
 
-    Each is a 40-hex-digit HMAC of the user id under a key derived from one of
-    the secrets (newest first), so a store dump does not tell which index
-    belongs to a guessable user id; the unsalted key of 0.1 comes last.
+    With ``encrypt``, the index is kept under a 40-hex-digit HMAC of the user
+    id under a key derived from the newest secret, so a store dump does not
+    tell which index belongs to a guessable user id; while older secrets are
+    configured (a rotation), it is mirrored under theirs too, so workers not
+    yet given the new secret find the same index. Without ``encrypt`` it is
+    kept under the plain hash (:func:`index_key`). The keys of the other mode
+    come last: they are read, and their entries moved over.
     """
     raw = b"pyramid_sessionstore.user\x00" + encode_userid(userid)
     keyed = [hmac.new(salt, raw, hashlib.sha256).hexdigest()[:40] for salt in policy.index_salts]
-    return [*keyed, index_key(userid)]
+    plain = index_key(userid)
+    return [*keyed, plain] if policy.encrypt else [plain, *keyed]
+
+
+def _mirrors(policy: Policy, keys: list[str]) -> list[str]:
+    """Return the keys written besides the first (the older secrets' keys, with encrypt)."""
+    return keys[1 : len(policy.index_salts)] if policy.encrypt else []
 
 
 def policy_of(owner: Any) -> Policy:
@@ -134,6 +145,28 @@ def _read_others(policy: Policy, keys: list[str]) -> tuple[dict[str, Entry], lis
     return found, held
 
 
+def _settle(policy: Policy, keys: list[str], entries: dict[str, Entry], held: list[str]) -> None:
+    """After the first key was written with *entries*: mirror them, retire the rest.
+
+    :param held: the keys besides the first that held an index when read.
+    """
+    mirrors = _mirrors(policy, keys)
+    for key in keys[1:]:
+        if key not in mirrors:
+            if key in held:
+                policy.store.delete(key)  # the other mode's key: its entries moved over
+            continue
+        for _ in range(2):  # best effort: only writers on older workers race here
+            found, version = _read(policy, key)
+            if found == entries:
+                break
+            try:
+                _write(policy, key, entries, version)
+                break
+            except ConflictError:
+                continue
+
+
 def _read(policy: Policy, key: str) -> tuple[dict[str, Entry], str | None]:
     record = policy.store.load(key, policy.max_lifetime)
     if record is None:
@@ -159,10 +192,9 @@ def lists(policy: Policy, userid: Any, session_key: str) -> bool:
 def _write(policy: Policy, key: str, entries: dict[str, Entry], version: str | None) -> None:
     if not entries:
         if version is not None:
-            # Compare-and-set to empty, then delete: a plain delete could drop
-            # a session bound after the read.
+            # A compare-and-set to an empty index that expires by itself; never
+            # a delete, which could drop a session bound after the read.
             policy.store.save(key, b"{}", 1, version)
-            policy.store.delete(key)
         return
     data = json.dumps(entries, separators=(",", ":")).encode()
     policy.store.save(key, data, policy.max_lifetime, version)
@@ -188,6 +220,8 @@ def remember(policy: Policy, userid: Any, session_key: str, client: Entry | None
     :raises SessionBusyError: when the index stayed contended for ``conflict_timeout``.
     """
 
+    dropped: list[str] = []
+
     def add(entries: dict[str, Entry]) -> dict[str, Entry]:
         now = time.time()
         entries[session_key] = {"b": now, **(client or {})}
@@ -195,11 +229,25 @@ def remember(policy: Policy, userid: Any, session_key: str, client: Entry | None
             horizon = now - policy.max_lifetime
             entries = {k: e for k, e in entries.items() if e["b"] > horizon}
         if len(entries) > MAX_SESSIONS:
-            newest = sorted(entries.items(), key=lambda kv: float(kv[1]["b"]))[-MAX_SESSIONS:]
-            entries = dict(newest)
+            by_age = sorted(entries.items(), key=lambda kv: float(kv[1]["b"]))
+            dropped[:] = [k for k, _ in by_age[:-MAX_SESSIONS]]
+            entries = dict(by_age[-MAX_SESSIONS:])
         return entries
 
-    return len(_change(policy, userid, add, "record a session"))
+    count = len(_change(policy, userid, add, "record a session"))
+    for key in dropped:  # a session the index no longer lists must not outlive a logout
+        policy.store.delete(key)
+    return count
+
+
+def migrate(policy: Policy, userid: Any) -> None:
+    """Move *userid*'s index from older keys (an older secret, or 0.1's) to the first.
+
+    Called when a bound session arrives with a cookie signed by an older
+    secret: once that secret is removed, an index left under its key could
+    not be found by logout-everywhere.
+    """
+    _change(policy, userid, lambda entries: entries, "move the index")
 
 
 def forget(policy: Policy, userid: Any, session_keys: set[str]) -> None:
@@ -229,18 +277,18 @@ def _change(
     key = keys[0]
     budget = Budget(policy.conflict_timeout)
     try:
-        with KEY_LOCKS.hold(key, budget.left()):
+        with KEY_LOCKS.hold(key, budget.turn_wait()):
+            budget.restart()
             older, held = _read_others(policy, keys)
             while True:
                 budget.attempt()
                 entries, version = _read(policy, key)
                 changed = change({**older, **entries})
-                if changed == entries and not held:
-                    return entries
+                if changed == entries and set(held) == set(_mirrors(policy, keys)):
+                    return entries  # nothing to write, nothing to move
                 try:
                     _write(policy, key, changed, version)
-                    for old in held:
-                        policy.store.delete(old)
+                    _settle(policy, keys, changed, held)
                     return changed
                 except ConflictError:
                     pass
@@ -278,7 +326,8 @@ def end_user_sessions(
     keys = index_keys(policy, userid)
     budget = Budget(policy.conflict_timeout)
     try:
-        with KEY_LOCKS.hold(keys[0], budget.left()):
+        with KEY_LOCKS.hold(keys[0], budget.turn_wait()):
+            budget.restart()
             ended = _end(policy, keys, except_key, budget)
     except LockTimeout:
         raise _busy(policy, keys[0], budget, "end sessions") from None
@@ -304,8 +353,7 @@ def _end(policy: Policy, keys: list[str], except_key: str | None, budget: Budget
             policy.store.delete(session_key)
         try:
             _write(policy, key, keep, version)
-            for old in held:
-                policy.store.delete(old)
+            _settle(policy, keys, keep, held)
             return ended
         except ConflictError:
             pass  # a session was bound meanwhile: end it too
@@ -331,8 +379,14 @@ def invalidate_user_sessions(request: Request, userid: Any, except_current: bool
             " (session.store = cookie): there is no server-side record to delete"
         )
     current = request.session  # loads it if the view has not yet
-    current_key = current._key if current.userid == userid else None
-    ended = end_user_sessions(policy, userid, current_key if except_current else None, request)
-    if current_key is not None and not except_current:
+    mine = current.userid == userid
+    # The current session's record: its key, or the one it is moving from
+    # (regenerate_id earlier in this request); None for a session not stored yet.
+    current_key = current._key or (current._moved_from[0] if current._moved_from else None)
+    keep = current_key if mine and except_current else None
+    ended = end_user_sessions(policy, userid, keep, request)
+    if mine and not except_current:
+        if current_key is not None:  # its end was announced just now: once is enough
+            request.__dict__.setdefault("_sessionstore_announced", set()).add(current_key)
         current.invalidate()
     return ended

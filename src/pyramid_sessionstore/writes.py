@@ -37,6 +37,7 @@ from .cookies import new_session_id
 from .cookies import store_key
 from .exceptions import ConflictError
 from .exceptions import SessionBusyError
+from .exceptions import StoreUnavailableError
 from .payload import TOMBSTONE
 from .payload import Header
 from .payload import is_tombstone
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from .session import Session
     from .stores.base import Record
 
-__all__ = ["TOMBSTONE_TTL", "create", "move", "update"]
+__all__ = ["TOMBSTONE_TTL", "create", "empty", "move", "update"]
 
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("pyramid_sessionstore.security")
@@ -87,8 +88,18 @@ def own_changes(policy: Policy, session: Session) -> _Changes:
     if session._forced:  # changed(): every key this request holds counts as set
         sets = dict(current)
     else:
-        sets = {k: v for k, v in current.items() if k not in loaded or loaded[k] != v}
+        sets = {
+            k: v for k, v in current.items() if k not in loaded or _differs(policy, loaded[k], v)
+        }
     return sets, [k for k in loaded if k not in current]
+
+
+def _differs(policy: Policy, before: Any, after: Any) -> bool:
+    """Return True if *after* is a change from *before*, as stored (``1`` and ``True``
+    are equal in Python but not in the session)."""
+    if before != after or type(before) is not type(after):
+        return True
+    return bool(policy.serializer.dumps([before]) != policy.serializer.dumps([after]))
 
 
 def _merge(
@@ -150,7 +161,8 @@ def _contended(
     """
     budget = Budget(policy.conflict_timeout)
     try:
-        with KEY_LOCKS.hold(key, budget.left()):
+        with KEY_LOCKS.hold(key, budget.turn_wait()):
+            budget.restart()
             return _retry(policy, session, key, session_id, data_bytes, write, budget)
     except LockTimeout:
         raise _busy(policy, key, budget) from None
@@ -192,6 +204,36 @@ def _retry(
             return None
         version = record.version
         session._loaded_record = record.data
+
+
+def empty(policy: Policy, session: Session, now: float) -> bool:
+    """End *session*, emptied by deleting its keys, with a compare-and-set.
+
+    Return True when its record is gone (ended here, or elsewhere meanwhile);
+    False when another request had set keys meanwhile: they were merged in
+    and saved, and the session lives on.
+    """
+    key = session._key
+    assert key is not None
+    kept: list[bool] = []
+
+    def write(data: bytes, version: str | None) -> str:
+        if not session._data:
+            return policy.store.save(key, TOMBSTONE, TOMBSTONE_TTL, version)
+        payload = policy.pack(session._id, header_of(session, now), data)
+        new_version = policy.store.save(key, payload, policy.ttl_of(session), version)
+        session._loaded_bytes, session._written = data, now
+        kept.append(True)
+        return new_version
+
+    version = _contended(policy, session, key, session._id, policy.serializer.dumps({}), write)
+    if version is None:
+        return True
+    if kept:
+        session._version = version
+        return False
+    policy.store.delete(key)  # a tombstone no write can pass: every writer's version is older
+    return True
 
 
 def update(policy: Policy, session: Session, data_bytes: bytes, now: float) -> bool:
@@ -237,12 +279,12 @@ def move(
     tombstone = _contended(policy, session, old_key, old_id, data_bytes, claim)
     if tombstone is None:
         return False
-    create(policy, session, claimed[-1], now)
-    assert session._key is not None
     try:
+        create(policy, session, claimed[-1], now)
+        assert session._key is not None
         if session._userid is not None:
             users.remember(policy, session._userid, session._key, client)
-    except Exception:
+    except BaseException:
         _undo_move(policy, session, old_key, tombstone)
         raise
     after = store.load(old_key, TOMBSTONE_TTL)
@@ -255,11 +297,27 @@ def move(
 
 
 def _undo_move(policy: Policy, session: Session, old_key: str, tombstone: str) -> None:
-    """Put the old record back after a move failed half-way (best effort)."""
-    assert session._key is not None
-    policy.store.delete(session._key)
-    if session._loaded_record is not None:
+    """Put the old record back after a move failed half-way.
+
+    The store may be failing (the move failed for a reason): retry with
+    backoff inside ``conflict_timeout``; after that the old session ends
+    with its tombstone, and the error says so.
+    """
+    budget = Budget(policy.conflict_timeout)
+    while True:
+        budget.attempt()
         try:
-            policy.store.save(old_key, session._loaded_record, policy.ttl_of(session), tombstone)
+            if session._key is not None:
+                policy.store.delete(session._key)
+            if session._loaded_record is not None:
+                ttl = policy.ttl_of(session)
+                policy.store.save(old_key, session._loaded_record, ttl, tombstone)
+            return
         except ConflictError:
             log.info("session %s… changed while a failed move was undone", old_key[:12])
+            return
+        except StoreUnavailableError:
+            if budget.spent():
+                log.error("session %s… could not be put back after a failed move", old_key[:12])
+                return
+            budget.pause()

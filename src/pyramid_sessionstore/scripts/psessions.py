@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hmac
 import io
 import os
 import re
@@ -33,19 +32,16 @@ from typing import NoReturn
 from pyramid.paster import get_appsettings
 from pyramid.paster import setup_logging
 
-from ..active import SessionInfo
-from ..active import _live
-from ..active import handle_of
+from ..active import end_one
+from ..active import list_sessions
 from ..exceptions import ConfigurationError
 from ..exceptions import StoreError
 from ..factory import SessionFactory
-from ..policy import Policy
 from ..settings import session_factory_from_settings
 from ..stores.base import SupportsExpiry
 from ..stores.base import SupportsScan
 from ..stores.memory import MemoryStore
 from ..users import end_user_sessions
-from ..users import forget
 from ._common import BROKEN_PIPE
 from ._common import FAILED
 from ._common import INDEX_KEY
@@ -91,38 +87,6 @@ def _userids(text: str) -> list[Any]:
     and the user index tells ``42`` from ``"42"``.
     """
     return [text, int(text)] if _INT.match(text) else [text]
-
-
-def _list_sessions(policy: Policy, userid: Any) -> list[SessionInfo]:
-    """Return *userid*'s live sessions, most recently active first (none is ``current``).
-
-    The request-free twin of :func:`~pyramid_sessionstore.list_user_sessions`.
-    """
-    infos = [
-        SessionInfo(handle_of(policy, userid, key), created, last, e.get("ua"), e.get("ip"), False)
-        for key, (created, last, e) in _live(policy, userid).items()
-    ]
-    return sorted(infos, key=lambda info: info.last_active, reverse=True)
-
-
-def _end_one(policy: Policy, userid: Any, handle: str) -> bool:
-    """End *userid*'s live session named *handle*; return False (nothing ended) if none is.
-
-    The request-free twin of :func:`~pyramid_sessionstore.end_session`: a
-    handle of another user's session, a made-up one, or one of a session that
-    already ended changes nothing. Listing first drops the index entries of
-    sessions that ended, as the app's listing does; on a store that cannot
-    peek (and so lists every indexed session), ``touch`` tells whether the
-    record was still there, as ``purge --user`` counts.
-    """
-    live = _live(policy, userid)
-    key = next((k for k in live if hmac.compare_digest(handle_of(policy, userid, k), handle)), None)
-    if key is None:
-        return False
-    alive = policy.store.touch(key, 1)
-    policy.store.delete(key)
-    forget(policy, userid, {key})
-    return alive
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -332,7 +296,7 @@ class PSessionsCommand:
                 FAILED, f"{factory.store!r} keeps sessions in browser cookies: none to list"
             )
         user = self.args.user
-        infos = [i for uid in _userids(user) for i in _list_sessions(factory.policy, uid)]
+        infos = [i for uid in _userids(user) for i in list_sessions(factory.policy, uid)]
         if not infos:
             self.out(f"no active sessions of user {user!r}")
             return OK
@@ -355,7 +319,7 @@ class PSessionsCommand:
             )
         if self.args.handle is not None:
             handle = self.args.handle
-            if any(_end_one(factory.policy, uid, handle) for uid in _userids(user)):
+            if any(end_one(factory.policy, uid, handle) for uid in _userids(user)):
                 self.out(f"ended session {handle} of user {user!r}")
                 return OK
             raise _Exit(

@@ -1,7 +1,7 @@
 """Faults a reviewer found by attacking the rebuilt write path, user index and active sessions.
 
-Every test here is a confirmed bug, marked ``xfail(strict=True)`` so the
-suite stays green until it is fixed (then the mark must go). Interleavings
+Every test here was a confirmed bug, found by trying to break the library, and
+now checks its fix. Interleavings
 are forced with a store subclass or a wrapped helper that pauses at one
 point; the stores themselves are real (Redis, memcached, the memory store).
 """
@@ -89,12 +89,6 @@ def _other(app: TestApp, cookie: str | None = None) -> TestApp:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="the user index key is an HMAC under the secret: once the old secret is removed"
-    " (as docs/security.md says to), sessions bound before the rotation are invisible to"
-    " invalidate_user_sessions and list_user_sessions, though their cookies were re-signed",
-)
 def test_logout_everywhere_finds_sessions_bound_before_a_secret_rotation(
     redis_store: RedisStore,
 ) -> None:
@@ -112,12 +106,6 @@ def test_logout_everywhere_finds_sessions_bound_before_a_secret_rotation(
 
 
 @pytest.mark.memcached
-@pytest.mark.xfail(
-    strict=True,
-    reason="during a rolling secret rotation on an evicting store, a login on a redeployed"
-    " worker moves the index to the new key, and the workers still on the old secret end"
-    " the user's sessions as unlisted",
-)
 def test_rolling_secret_rotation_on_memcached_logs_nobody_out() -> None:
     ensure_server("memcached", MEMCACHED_SERVERS, 11211)
     store = MemcachedStore(servers=MEMCACHED_SERVERS.split(), prefix=f"brk{uuid.uuid4().hex[:10]}:")
@@ -133,12 +121,6 @@ def test_rolling_secret_rotation_on_memcached_logs_nobody_out() -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="encrypt=True: a record is re-sealed under the newest secret only when it changes;"
-    " a session only read during the rotation window is deleted as corrupt once the old"
-    " secret is removed, although its cookie was re-signed",
-)
 def test_encrypted_session_only_read_during_a_rotation_survives_it(
     redis_store: RedisStore,
 ) -> None:
@@ -157,12 +139,6 @@ def test_encrypted_session_only_read_during_a_rotation_survives_it(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="after regenerate_id() in the same request the current session has no key yet,"
-    " so except_current=True keeps nothing: the old record is deleted and the move then"
-    " finds it gone, logging the user out",
-)
 def test_regenerate_then_end_other_sessions_keeps_this_one(redis_store: RedisStore) -> None:
     def change_password(request: Request) -> Response:
         request.session.regenerate_id()  # renew the id after a privilege change
@@ -181,11 +157,6 @@ def test_regenerate_then_end_other_sessions_keeps_this_one(redis_store: RedisSto
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="invalidate_user_sessions(except_current=False) leaves the request's own session"
-    " alive when it was bound (or moved) in this request: it has no key yet",
-)
 def test_login_then_logout_everywhere_in_one_request_ends_this_session_too(
     redis_store: RedisStore,
 ) -> None:
@@ -219,12 +190,6 @@ class _PausedMove(MemoryStore):
         return version
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="end_session sees the tombstone of a session being moved as 'already ended',"
-    " returns False and deletes nothing, so the move completes and the session lives on"
-    " under its new id (the memory store: the only store with peek() today)",
-)
 def test_end_session_during_a_regenerate_ends_the_session() -> None:
     store = _PausedMove()
     app = make_app(SessionFactory(OLD, store=store), extra_views=_active_views())
@@ -243,11 +208,6 @@ def test_end_session_during_a_regenerate_ends_the_session() -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="a handle with a non-ASCII character makes hmac.compare_digest raise TypeError:"
-    " a 500 from a form field, where end_session must answer False",
-)
 def test_end_session_with_a_non_ascii_handle_is_false(redis_store: RedisStore) -> None:
     app = make_app(SessionFactory(OLD, store=redis_store), extra_views=_active_views())
     app.get("/bind/alice")
@@ -255,12 +215,6 @@ def test_end_session_with_a_non_ascii_handle_is_false(redis_store: RedisStore) -
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="emptying the index is a compare-and-set to {} followed by a plain delete: a"
-    " login in another process between the two is dropped from the index, and its session"
-    " then survives every later logout-everywhere",
-)
 def test_a_login_elsewhere_during_logout_everywhere_stays_in_the_index(tmp_path: Path) -> None:
     prefix = f"brk{uuid.uuid4().hex[:10]}:"
     child = tmp_path / "login.py"
@@ -309,11 +263,6 @@ def test_a_login_elsewhere_during_logout_everywhere_stays_in_the_index(tmp_path:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="past MAX_SESSIONS the index forgets the oldest bound sessions without ending"
-    " them: on a durable store they stay alive and logout-everywhere never reaches them",
-)
 def test_sessions_beyond_the_index_bound_do_not_outlive_logout_everywhere(
     redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -329,12 +278,6 @@ def test_sessions_beyond_the_index_bound_do_not_outlive_logout_everywhere(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="end_session of the request's own session forgets it in the index at once but"
-    " deletes the record only when the response saves; when it does not, the session"
-    " lives on, invisible to logout-everywhere",
-)
 def test_end_session_of_this_session_that_is_not_saved_stays_reachable(
     redis_store: RedisStore,
 ) -> None:
@@ -351,11 +294,6 @@ def test_end_session_of_this_session_that_is_not_saved_stays_reachable(
     assert app.get("/dump").json["userid"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two logins of one user at once under max_sessions_per_user=1: each cap check"
-    " lists both and ends the other, so the user has no session left",
-)
 def test_two_logins_at_once_under_a_cap_of_one_leave_one_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -405,11 +343,6 @@ def _race(app: TestApp, path: str, pause: _Pause, meanwhile: str) -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="a session emptied by deleting its last key is deleted outright, without a"
-    " compare-and-set: a key another request set meanwhile is lost",
-)
 def test_emptying_a_session_keeps_a_key_another_request_set(redis_store: RedisStore) -> None:
     pause = _Pause()
 
@@ -427,11 +360,6 @@ def test_emptying_a_session_keeps_a_key_another_request_set(redis_store: RedisSt
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="the merge finds this request's own changes with ==, so 1 -> True, 2 -> 2.0 and"
-    " Decimal('1.5') -> Decimal('1.50') count as unchanged and are dropped after a lost race",
-)
 def test_a_change_equal_in_python_survives_a_merge(redis_store: RedisStore) -> None:
     pause = _Pause()
 
@@ -471,12 +399,6 @@ class _StallAfterClaim(RedisStore):
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="a store failure between the claim (tombstone) and the create of the new record"
-    " answers 503 but leaves the old record a tombstone: the user is logged out, though"
-    " docs/lifecycle.md says the change is not saved and the cookie not changed",
-)
 def test_a_store_stall_during_regenerate_keeps_the_old_session(private_redis: Any) -> None:
     import time
 
@@ -498,12 +420,6 @@ def test_a_store_stall_during_regenerate_keeps_the_old_session(private_redis: An
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing of a CSRF-rejected request is stored, including what the application's"
-    " own BadCSRFToken exception view did to an existing session: its invalidate() is"
-    " silently dropped and the user stays logged in",
-)
 def test_invalidate_in_a_bad_csrf_exception_view_ends_the_session(
     redis_store: RedisStore,
 ) -> None:
@@ -525,12 +441,6 @@ def test_invalidate_in_a_bad_csrf_exception_view_ends_the_session(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="invalidate_user_sessions ends the current session's record (logout_everywhere)"
-    " and invalidates it, whose response deletes it again (invalidated): two SessionEnded"
-    " events for one session, so a Prometheus counter of ended sessions counts it twice",
-)
 def test_logout_everywhere_fires_one_session_ended_per_session(redis_store: RedisStore) -> None:
     seen: list[SessionEnded] = []
     with Configurator() as config:
