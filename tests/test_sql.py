@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -619,6 +620,72 @@ def test_echo_logs_the_statements(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         store.load(new_key(), 60)
     assert "SELECT" in caplog.text
     store.close()
+
+
+@pytest.mark.parametrize("reset", ["DEALLOCATE ALL", "DISCARD ALL"])
+def test_prepared_statements_dropped_behind_its_back_are_prepared_again(reset: str) -> None:
+    """A pooler's reset, or someone's DISCARD ALL, on a kept PostgreSQL connection."""
+    factory = tables(server_url("postgresql"))
+    store = next(factory)(f"t{uuid.uuid4().hex[:12]}")
+    try:
+        key = new_key()
+        version = store.save(key, b"x", 60, None)
+        assert store.load(key, 60) == (b"x", version)
+        with _kept_connection(store) as conn:
+            conn.execute(reset)
+        assert store.load(key, 60) == (b"x", version)
+        assert store.save(key, b"y", 60, version)
+    finally:
+        next(factory, None)
+
+
+def test_a_changed_table_is_planned_again() -> None:
+    """'cached plan must not change result type': the statement is prepared again."""
+    factory = tables(server_url("postgresql"))
+    store = next(factory)(f"t{uuid.uuid4().hex[:12]}")
+    try:
+        key = new_key()
+        version = store.save(key, b"x", 60, None)
+        assert store.load(key, 60) == (b"x", version)
+        with store.engine.connect() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {store.table.name} ALTER COLUMN version TYPE TEXT"))
+        assert store.load(key, 60) == (b"x", version)
+    finally:
+        next(factory, None)
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_killed_connection_fails_once_then_is_replaced(server: str) -> None:
+    """The database ended the kept connection (restart, idle timeout, an admin)."""
+    factory = tables(server_url(server))
+    store = next(factory)(f"t{uuid.uuid4().hex[:12]}")
+    try:
+        key = new_key()
+        store.save(key, b"x", 60, None)
+        with _kept_connection(store) as conn:
+            ask = "SELECT pg_backend_pid()" if server == "postgresql" else "SELECT CONNECTION_ID()"
+            conn.execute(ask)
+            backend = conn.fetchone()[0]
+        kill = "SELECT pg_terminate_backend(:b)" if server == "postgresql" else "KILL :b"
+        with store.engine.connect() as admin:
+            admin.execute(sa.text(kill), {"b": backend})
+        with pytest.raises(StoreUnavailableError):
+            for _ in range(3):  # MariaDB may answer once from what it had sent already
+                store.load(key, 60)
+        assert store.load(key, 60) is not None  # a new connection
+    finally:
+        next(factory, None)
+
+
+@contextlib.contextmanager
+def _kept_connection(store: SQLStore) -> Iterator[Any]:
+    """Yield a DBAPI cursor on the connection the store keeps (its next to be used)."""
+    fairy = store._conns._idle[-1][0]
+    cursor = fairy.driver_connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 # -- schema ----------------------------------------------------------------------

@@ -11,8 +11,8 @@ so most operations take no pool lock at all. Everything else stays
 SQLAlchemy's: the URL, connecting, TLS and authentication, the pool's size
 limits, ``pool_recycle`` and ``pool_pre_ping`` and the pool's events (they
 apply whenever a lease starts), and the SQL text, compiled once for the
-dialect. On psycopg each statement is a server-side prepared statement, so the
-server parses and plans it once per connection.
+dialect. On psycopg the statements go one layer lower still (``_libpq``):
+prepared once per connection and run by libpq, binary both ways.
 
 Forks (a pre-fork server such as ``gunicorn --preload``): a child process must
 never use, reset or close the parent's connections, or the two processes
@@ -34,6 +34,16 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+
+try:
+    from ._libpq import Libpq
+    from ._libpq import statement_name
+except ImportError:  # no psycopg: other drivers take the DBAPI cursor path
+    Libpq = None  # type: ignore[assignment,misc]
+
+    def statement_name(sql: str) -> bytes:
+        return b""
+
 
 from ...exceptions import ConflictError
 from ...exceptions import StoreError
@@ -104,17 +114,18 @@ class Connections:
         self.errors: type[Exception] = dialect.loaded_dbapi.Error
         #: The driver's ``IntegrityError`` (a taken key).
         self.integrity_error: type[Exception] = dialect.loaded_dbapi.IntegrityError
-        self._prepare = dialect.driver == "psycopg"  # server-side prepared statements
-        self._cursor_options = {"binary": True} if self._prepare else {}
+        self._libpq = dialect.driver == "psycopg"  # prepared statements at the libpq level
         self._echo_on = bool(engine.echo)
-        self._sql: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        #: Statement name -> (SQL, positional parameter names or None, prepared name, SQL bytes).
+        self._sql: dict[str, tuple[str, tuple[str, ...] | None, bytes, bytes]] = {}
         self._idle: list[tuple[Any, Any, float]] = []
         self._parked: list[Any] = []  # a parent process's connections, after a fork
         self._pid = os.getpid()
 
     def prepare(self, statements: dict[str, tuple[str, tuple[str, ...] | None]]) -> None:
         """Learn *statements*: name -> (SQL text, positional parameter names or None)."""
-        self._sql.update(statements)
+        for name, (sql, names) in statements.items():
+            self._sql[name] = (sql, names, statement_name(sql), sql.encode())
 
     def run(self, name: str, params: dict[str, Any], rows: bool) -> Any:
         """Execute statement *name*; return its first row (or None) if *rows*, else its row count.
@@ -124,7 +135,7 @@ class Connections:
         """
         if self._pid != os.getpid():
             self.forget_parent()
-        sql, names = self._sql[name]
+        sql, names, prepared, text = self._sql[name]
         args = params if names is None else tuple(params[n] for n in names)
         try:
             fairy, cursor, until = self._idle.pop()
@@ -136,14 +147,14 @@ class Connections:
         if self._echo_on:
             _echo.info("%s %r", sql, args)
         try:
-            if self._prepare:
-                cursor.execute(sql, args, prepare=True)
+            if self._libpq:
+                result = cursor.run(prepared, text, args, rows)
             else:
                 cursor.execute(sql, args)
-            result = cursor.fetchone() if rows else cursor.rowcount
+                result = cursor.fetchone() if rows else cursor.rowcount
         except self.errors as err:
             dialect: Any = self.engine.dialect
-            if dialect.is_disconnect(err, fairy.dbapi_connection, cursor):
+            if dialect.is_disconnect(err, fairy.dbapi_connection, None):
                 fairy.invalidate(err)  # the pool opens a new one at the next check-out
                 raise
             self._give_back(fairy, cursor, until)  # a statement error: the link is in step
@@ -165,7 +176,11 @@ class Connections:
             if self.switch:
                 dialect: Any = self.engine.dialect
                 dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
-            cursor = fairy.driver_connection.cursor(**self._cursor_options)  # type: ignore[union-attr]
+            driver: Any = fairy.driver_connection
+            if self._libpq:  # the names prepared on it live as long as the connection
+                cursor: Any = Libpq(driver, fairy.info.setdefault("pss_prepared", set()))
+            else:
+                cursor = driver.cursor()
         except BaseException:
             fairy.invalidate()
             raise

@@ -186,12 +186,15 @@ def compiled(stmts: dict[str, Any], dialect: sa.engine.Dialect) -> dict[str, tup
     """Return the SQL text of the :data:`HOT` statements for *dialect*, by name.
 
     Each value is (text, names): *names* is the order of the positional
-    parameters for a positional paramstyle (``qmark`` for sqlite3), or None
-    when the driver takes a dict (``pyformat`` for psycopg and PyMySQL).
+    parameters for a positional paramstyle (``qmark`` for sqlite3, ``$n`` for
+    psycopg, whose statements run at the libpq level), or None when the driver
+    takes a dict (``pyformat`` for PyMySQL).
     """
+    if dialect.driver == "psycopg":  # libpq's own $n placeholders: run by psycopg.pq
+        dialect = type(dialect)(paramstyle="numeric_dollar")  # type: ignore[call-arg]
+    positional = dialect.paramstyle in ("qmark", "format", "numeric", "numeric_dollar")
     done = {}
     for name in HOT:
         text = stmts[name].compile(dialect=dialect)
-        positional = dialect.paramstyle in ("qmark", "format", "numeric")
         done[name] = (text.string, tuple(text.positiontup or ()) if positional else None)
     return done
