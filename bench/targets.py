@@ -253,7 +253,8 @@ def _sql_targets(
     if not level or "error" in level:
         targets.append(_missing(f"{engine}-store", text, "store level"))
     else:
-        load, save = level["load"]["ratio"], level["save"]["ratio"]
+        load = level["load"]["versus"]["lean"]["ratio"]
+        save = level["save"]["versus"]["lean"]["ratio"]
         met = load <= STORE_TARGETS["load"] and save <= STORE_TARGETS["save"]
         measured = f"load {load:.2f}x, save {save:.2f}x"
         targets.append(_target(f"{engine}-store", text, met, measured))
