@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.check()
         runner.fill_pool()
+        if "read-cold" in args.scenarios:
+            runner.fill_cold()
         read = next(s for s in SCENARIOS if s.name == "read")
         bare_us = []
         for _ in range(6):

@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.check()
         runner.fill_pool()
+        if "read-cold" in args.scenarios:
+            runner.fill_cold()
         if args.steps:
             _steps(runner)
         else:

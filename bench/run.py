@@ -122,14 +122,17 @@ def _status(subject: Subject) -> dict[str, Any]:
     }
 
 
-def _ready(runner: Runner, cold: int | None, warm: bool) -> None:
+def _ready(runner: Runner, twin: bool) -> None:
+    """Check *runner*, fill its pool, warm it up (a twin: its cold pool too, nothing timed)."""
     runner.check()
-    runner.fill_pool(cold)
+    runner.fill_pool()
+    if twin:
+        runner.fill_cold(min(TWIN_COLD_POOL, runner.opts.cold_pool))
     for sc in SCENARIOS:
-        if warm:
-            runner.warm_up(sc)
-        else:  # a twin: connections open, statements prepared, nothing timed
+        if twin:  # connections open, statements prepared
             runner.batch(sc, 10)
+        elif sc.cookies != "cold":  # warmed up once its browsers exist (see measure)
+            runner.warm_up(sc)
 
 
 def prepare(
@@ -165,12 +168,12 @@ def prepare(
             if subject.server is not None:
                 twin_ctx = proxies.context(ctx, subject.server)
                 twin = Runner(subject, subject.build(twin_ctx), clock, opts)
-                _ready(twin, min(TWIN_COLD_POOL, opts.cold_pool), warm=False)
+                _ready(twin, twin=True)
                 twin.meters = [WireMeter(proxies.get(subject.server))]
                 runner.counter = twin
             elif subject.engine == "sqlite":
                 runner.meters = [SQLiteMeter()]
-            _ready(runner, None, warm=True)
+            _ready(runner, twin=False)
         except Exception as err:  # noqa: BLE001 - any failure marks this subject broken
             status.update(status="broken", reason=_short_error(err))
             _log(f"{subject.key}: broken: {status['reason']}")
@@ -185,7 +188,7 @@ def prepare(
 
 
 def measure(runners: list[Runner], opts: Options, statuses: list[dict[str, Any]]) -> None:
-    """Count traffic, then time every runner in interleaved rounds."""
+    """Count traffic, make the cold browsers, then time every runner in interleaved rounds."""
     by_key = {s["key"]: s for s in statuses}
     for runner in list(runners):
         try:
@@ -194,6 +197,16 @@ def measure(runners: list[Runner], opts: Options, statuses: list[dict[str, Any]]
         except Exception as err:  # noqa: BLE001 - mark broken, go on with the others
             by_key[runner.subject.key].update(status="broken", reason=_short_error(err))
             runners.remove(runner)
+    for runner in list(runners):  # just before timing: a server's own expiry runs on real time
+        try:
+            runner.fill_cold()
+            for sc in SCENARIOS:
+                if sc.cookies == "cold":
+                    runner.warm_up(sc)
+        except Exception as err:  # noqa: BLE001 - mark broken, go on with the others
+            by_key[runner.subject.key].update(status="broken", reason=_short_error(err))
+            runners.remove(runner)
+    _log("cold browsers made; timing")
     rng = random.Random(opts.seed)
     for round_no in range(opts.repeats):
         order = list(runners)

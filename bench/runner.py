@@ -212,13 +212,21 @@ class Runner:
             self.clock.advance(step)
         return cookies
 
-    def fill_pool(self, cold: int | None = None) -> None:
-        """Create the sessions of the pool (/read, /write) and of the cold scenario."""
+    def fill_pool(self) -> None:
+        """Create the sessions of the pool the /read and /write scenarios go round."""
         self.clock.offset = self.offset
         self.pool = self._fill(len(self.pool), self.opts.step)
         self.offset = self.clock.offset
-        self.cold_offset = self.offset
-        self.cold = self._fill(self.opts.cold_pool if cold is None else cold, 0.0)
+
+    def fill_cold(self, size: int | None = None) -> None:
+        """Create the browsers of the cold scenario, all at this moment of the clock.
+
+        Fill them shortly before they are read: a server's own expiry (Redis,
+        memcached) runs on real time, and each of them is read only every
+        few rounds.
+        """
+        self.cold_offset = self.clock.offset = self.offset
+        self.cold = self._fill(self.opts.cold_pool if size is None else size, 0.0)
         self.clock.offset = self.offset
 
     def warm_up(self, sc: Scenario) -> None:
