@@ -2,10 +2,10 @@
 
 ``ChainStore(stores=[fast, ..., record])``. The last store is the *store of
 record*: every ``save`` is its compare-and-set, and its version is the chain's.
-The stores before it are caches holding *frames*: that version, when it was
-last confirmed, when the record expires there, and the bytes. A cache hit thus
-returns a version the next compare-and-set checks: a stale copy can be read
-but never written back. What the chain guarantees (proofs in
+The stores before it are caches holding *frames* (:mod:`._chain_frames`): that
+version, when it was last confirmed, when the record expires there, and the
+bytes. A cache hit thus returns a version the next compare-and-set checks: a
+stale copy can be read but never written back. What the chain guarantees (proofs in
 docs/stores/chain.md):
 
 - Writes are decided by the store of record alone; nothing is overwritten or
@@ -19,6 +19,8 @@ docs/stores/chain.md):
   and keeps the store of record's expiry ahead of the cache's: it gets ttl plus
   a margin (``revalidate_after``, at most ttl/2), so an idle session ends up to
   that margin late, never early.
+- ``peek`` (listing a user's sessions) asks the store of record alone, then
+  the old store: no cache is read or filled, and nothing is refreshed.
 
 ``migrate_from=old`` reads a store being retired when the store of record
 misses and moves what it finds; the old store is read and deleted from, never
@@ -30,24 +32,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import struct
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
+from itertools import product
 from typing import Any
 from typing import ClassVar
+from typing import cast
 
 from ..exceptions import ConfigurationError
 from ..exceptions import ConflictError
+from ._chain_frames import DATA
+from ._chain_frames import LEASE
+from ._chain_frames import Frame
+from ._chain_frames import pack
+from ._chain_frames import unpack
 from .base import Clock
 from .base import Converter
 from .base import Record
 from .base import SealsCookies
 from .base import Store
 from .base import SupportsExpiry
+from .base import SupportsPeek
 from .base import SupportsScan
 from .base import as_list
 from .base import as_positive_int
@@ -60,32 +68,6 @@ security_log = logging.getLogger("pyramid_sessionstore.security")
 
 #: Seconds a fill or a save holds a cache key; an older lease may be taken over.
 LEASE_SECONDS = 10
-
-# Frame: magic, kind (D data, L lease), time, deadline (NaN: none), version length,
-# version, data. Session payloads and user indexes start with "{", never NUL.
-_HEAD = struct.Struct(">6scddH")
-_MAGIC, _DATA, _LEASE = b"\x00chain", b"D", b"L"
-_Frame = tuple[bytes, float, "float | None", str, bytes]
-
-
-def _pack(kind: bytes, at: float, deadline: float | None, version: str, data: bytes) -> bytes:
-    raw = version.encode()
-    nan = math.nan if deadline is None else deadline
-    return _HEAD.pack(_MAGIC, kind, at, nan, len(raw)) + raw + data
-
-
-def _unpack(raw: bytes) -> _Frame | None:
-    """Return (kind, time, deadline, version, data) of a frame, or None if it is not one."""
-    if len(raw) < _HEAD.size or not raw.startswith(_MAGIC):
-        return None
-    _, kind, at, deadline, size = _HEAD.unpack_from(raw)
-    end = _HEAD.size + size
-    if kind not in (_DATA, _LEASE) or len(raw) < end:
-        return None
-    with contextlib.suppress(UnicodeDecodeError):
-        version = raw[_HEAD.size : end].decode()
-        return kind, at, None if math.isnan(deadline) else deadline, version, raw[end:]
-    return None
 
 
 class ChainStore:
@@ -110,12 +92,13 @@ class ChainStore:
         # Return the variant whose methods are what the stores holding records
         # can do, so isinstance(chain, SupportsScan) tells the truth and no
         # method raises NotImplementedError: expiry if one needs collecting,
-        # scan if all can list.
+        # scan if all can list, peek if all can peek.
         stores, old = kwargs.get("stores") or [None], kwargs.get("migrate_from")
         held = [s for s in (stores[-1], old) if s is not None]
         expiry = any(isinstance(s, SupportsExpiry) for s in held)
         scan = bool(held) and all(isinstance(s, SupportsScan) for s in held)
-        return object.__new__(_VARIANTS[expiry, scan] if cls is ChainStore else cls)
+        peek = bool(held) and all(isinstance(s, SupportsPeek) for s in held)
+        return object.__new__(_VARIANTS[expiry, scan, peek] if cls is ChainStore else cls)
 
     def __init__(
         self,
@@ -200,9 +183,9 @@ class ChainStore:
 
     def _frame(self, version: str, data: bytes, ttl: int | None, now: float) -> bytes:
         record_ttl = self._ttl(ttl)
-        return _pack(_DATA, now, None if record_ttl is None else now + record_ttl, version, data)
+        return pack(DATA, now, None if record_ttl is None else now + record_ttl, version, data)
 
-    def _fresh(self, frame: _Frame, ttl: int | None, now: float) -> bool:
+    def _fresh(self, frame: Frame, ttl: int | None, now: float) -> bool:
         """Return whether a data *frame* may be served without the store of record."""
         _, at, deadline, _, _ = frame
         if now - at >= self.revalidate_after:
@@ -216,7 +199,7 @@ class ChainStore:
         if clear:
             cache.delete(key)
         try:
-            return cache.save(key, _pack(_LEASE, now, None, "", b""), LEASE_SECONDS, None)
+            return cache.save(key, pack(LEASE, now, None, "", b""), LEASE_SECONDS, None)
         except ConflictError:
             return None  # another request's lease or fill holds the key
 
@@ -225,7 +208,7 @@ class ChainStore:
         leases: list[tuple[Store, str]] = []
         for cache in self.caches:
             hit = cache.load(key, ttl)
-            frame = None if hit is None else _unpack(hit.data)
+            frame = None if hit is None else unpack(hit.data)
             if hit is not None and frame is None:
                 security_log.warning(
                     "cache entry %s… in %r is not a chain frame; deleted (if this store held"
@@ -233,7 +216,7 @@ class ChainStore:
                     key[:12],
                     cache,
                 )
-            if hit is not None and frame is not None and frame[0] == _DATA:
+            if hit is not None and frame is not None and frame[0] == DATA:
                 if self._fresh(frame, ttl, now):
                     self._fill(leases, key, hit.data, ttl)
                     return Record(frame[4], frame[3])
@@ -374,13 +357,31 @@ class _Scanning(ChainStore):
         return sum(1 for _ in self.keys())
 
 
-class _Full(_Expiring, _Scanning):
-    pass
+class _Peeking(ChainStore):
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record and expiry the store of record holds (else the old store).
+
+        No cache is read, filled or refreshed: the store of record decides
+        whether a session lives. With caches, its expiry runs ahead of the
+        session's by the margin (at most ``revalidate_after``, as caches serve
+        loads meanwhile), so that is subtracted: never late, at most that early.
+        """
+        found = cast(SupportsPeek, self.record).peek(key)
+        if found is None and self.migrate_from is not None:
+            return cast(SupportsPeek, self.migrate_from).peek(key)  # kept with the session's ttl
+        if found is None or found[1] is None:
+            return found
+        return found[0], found[1] - (self.revalidate_after if self.caches else 0)
 
 
-_VARIANTS: dict[tuple[bool, bool], type[ChainStore]] = {
-    (False, False): ChainStore,
-    (True, False): _Expiring,
-    (False, True): _Scanning,
-    (True, True): _Full,
-}
+def _variant(abilities: tuple[bool, ...]) -> type[ChainStore]:
+    """Return the class of a chain with these abilities (expiry, scan, peek)."""
+    mixins = (_Expiring, _Scanning, _Peeking)
+    bases = tuple(mixin for mixin, has in zip(mixins, abilities, strict=True) if has)
+    if len(bases) < 2:
+        return bases[0] if bases else ChainStore
+    return cast("type[ChainStore]", type("".join(b.__name__ for b in bases), bases, {}))
+
+
+#: The class of a chain by its abilities (expiry, scan, peek).
+_VARIANTS = {abilities: _variant(abilities) for abilities in product((False, True), repeat=3)}

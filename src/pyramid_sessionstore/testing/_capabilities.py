@@ -144,13 +144,13 @@ class PeekContract:
     def test_peek_does_not_refresh_the_expiry(self, store: Store, key: _Keys, wait: Wait) -> None:
         assert isinstance(store, SupportsPeek)
         k = key()
-        store.save(k, b"short", 2, None)
+        store.save(k, b"short", 1, None)
         for _ in range(3):
-            wait(0.6)
+            wait(0.3)
             store.peek(k)  # memcached, counting whole seconds, may have ended it already
-        # 3.4 s after the save: past the ttl of 2 and SQLite's slack of 1, and
-        # before 3.8 s, when a record refreshed by the last peek would expire.
-        wait(1.6)
+        # 1.7 s after the save: past the ttl of 1 and SQLite's slack of half of it,
+        # and before 1.9 s, when a record refreshed by the last peek would expire.
+        wait(0.8)
         assert store.peek(k) is None
         assert store.load(k, 60) is None
 
