@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from unittest.mock import ANY
 
 import pytest
 import redis
 
 import servers
+from pyramid_sessionstore import StoreError
+from pyramid_sessionstore import StoreUnavailableError
 from pyramid_sessionstore import testing
 from pyramid_sessionstore.stores import RedisStore
+from pyramid_sessionstore.testing import new_key
 from pyramid_sessionstore.testing.contract import RawContentsContract
+from redis_procs import RedisProcess
 
 pytestmark = pytest.mark.redis
 
@@ -73,3 +78,23 @@ class TestRedisClusterStore(TestRedisStore):
             client.pexpire(store.prefix + k, 5000)  # as if saved long ago
             assert store.peek(k) is not None
             assert 4000 < client.pttl(store.prefix + k) <= 5000
+
+
+def test_peek_without_the_commands_it_needs_fails_and_deletes_nothing(
+    private_redis: RedisProcess,
+) -> None:
+    """A user whose ACL lacks GET (see docs/stores/redis.md) gets an error, not a miss."""
+    commands = ["-@all", "+getex", "+set", "+evalsha", "+script|load", "+getrange"]
+    commands += ["+expire", "+del", "+scan", "+ping", "+pttl"]  # no +get
+    with private_redis.client() as admin:
+        admin.acl_setuser("app", enabled=True, passwords=["+pw"], keys=["s:*"], commands=commands)
+        store = RedisStore(url=f"redis://app:pw@127.0.0.1:{private_redis.port}/0", prefix="s:")
+        key = new_key()
+        store.save(key, b"x", 60, None)
+        with pytest.raises(StoreError) as info:
+            store.peek(key)
+        assert not isinstance(info.value, StoreUnavailableError)
+        assert admin.exists(f"s:{key}") == 1
+        admin.acl_setuser("app", commands=["+get"])  # as documented: peek works
+        assert store.peek(key) == ((b"x", ANY), ANY)
+        store.close()

@@ -50,11 +50,15 @@ return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3)) and 1
 """
 UPDATE_SHA = hashlib.sha1(UPDATE.encode()).hexdigest()
 # KEYS[1]. Returns nil when there is no key, else {value, milliseconds left (-1:
-# no expiry)}; a value of another type comes back as text that is not a record.
+# no expiry)}; a value of another type comes back as text that is not a record
+# (the store deletes it), any other error (an ACL without GET) as the error.
 PEEK = """
 local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then
+  if not string.find(value.err, '^WRONGTYPE') then return value end
+  value = 'another type'
+end
 if not value then return false end
-if type(value) ~= 'string' then value = 'another type' end
 return {value, redis.call('PTTL', KEYS[1])}
 """
 PEEK_SHA = hashlib.sha1(PEEK.encode()).hexdigest()
