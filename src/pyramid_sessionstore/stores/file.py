@@ -164,7 +164,7 @@ class FileStore:
     def peek(self, key: str) -> tuple[Record, float | None] | None:
         """Return the record of *key* and its expiry (Unix seconds), leaving the file alone.
 
-        One open and two reads; corrupt entries are misses, removed as by :meth:`load`.
+        One open and two reads; corrupt entries are misses, removed as by ``load``.
         """
         with self._guard:
             found = self._refresh(key, None, read=True, write=False)

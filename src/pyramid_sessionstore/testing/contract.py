@@ -1,10 +1,13 @@
 """The contract every store passes, as pytest classes to subclass.
 
-A store's test module subclasses :class:`StoreContract` (plus
-:class:`ExpiryContract`, :class:`ScanContract`, :class:`PeekContract`,
-:class:`UnavailableContract` and :class:`RawContentsContract` for the abilities
-it has; they live in :mod:`._capabilities`), declares ``capabilities`` and
-provides one fixture, ``store_factory``: a callable that
+A store's test module subclasses :class:`~pyramid_sessionstore.testing.StoreContract`
+(plus :class:`~pyramid_sessionstore.testing.ExpiryContract`,
+:class:`~pyramid_sessionstore.testing.ScanContract`,
+:class:`~pyramid_sessionstore.testing.PeekContract`,
+:class:`~pyramid_sessionstore.testing.UnavailableContract` and
+:class:`~pyramid_sessionstore.testing.RawContentsContract` for the abilities it
+has; they live in ``pyramid_sessionstore.testing._capabilities``), declares
+``capabilities`` and provides one fixture, ``store_factory``: a callable that
 takes a namespace (a fresh prefix, directory or table name) and returns a
 store isolated in it. The suite creates one namespace per test and deletes
 every key it wrote. A third-party store runs the same suite::
