@@ -262,7 +262,7 @@ def test_other_redis_errors_are_store_errors(private_redis: RedisProcess) -> Non
 def test_the_documented_acl_is_enough(private_redis: RedisProcess) -> None:
     """docs/stores/redis.md lists exactly these commands for a least-privilege user."""
     commands = ["-@all", "+getex", "+set", "+evalsha", "+script|load", "+getrange"]
-    commands += ["+expire", "+del", "+scan", "+ping"]
+    commands += ["+expire", "+del", "+scan", "+ping", "+get", "+pttl"]
     with private_redis.client() as admin:
         admin.acl_setuser(
             "app", enabled=True, passwords=["+pw"], keys=["session:*"], commands=commands
@@ -271,6 +271,7 @@ def test_the_documented_acl_is_enough(private_redis: RedisProcess) -> None:
     key = new_key()
     version = store.save(key, b"x", 60, store.save(key, b"w", 60, None))
     assert store.load(key, None) == (b"x", version)
+    assert store.peek(key) == ((b"x", version), None)
     assert store.touch(key, 60) and store.touch(key, None)
     assert list(store.keys()) == [key] and store.count() == 1
     store.delete(key)

@@ -14,6 +14,7 @@ from typing import Any
 from .base import Record
 from .base import Store
 from .base import SupportsExpiry
+from .base import SupportsPeek
 from .base import SupportsScan
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "SupportsExpiry",
+    "SupportsPeek",
     "SupportsScan",
 ]
 

@@ -123,8 +123,11 @@ class SupportsPeek(Protocol):
         """Return the record of *key* and when it expires, or None when there is none.
 
         The expiry is absolute Unix time in seconds, or None when the record
-        does not expire or the engine cannot tell (memcached). Never
-        refreshes the expiry, never raises for a missing key.
+        does not expire or the engine cannot tell. A store that keeps records
+        past their ttl (refresh slack) subtracts the most it may add: the
+        expiry is never later than the session's own, so ``last_active`` is
+        never in the future. Never refreshes the expiry, never raises for a
+        missing key.
         """
         ...
 
