@@ -69,6 +69,43 @@ PostgreSQL 127.0.0.1:5432 and MariaDB 127.0.0.1:3306, db `test` (tables
 `bench_*`, dropped before and after), memcached 127.0.0.1:11211 (keys under
 `bench:`). Override with `BENCH_REDIS_URL`, `BENCH_POSTGRES_URL`,
 `BENCH_MARIADB_URL`, `BENCH_MEMCACHED`.
+
+## How the numbers are taken, and what changed with issue 14
+
+An audit of `bench/` found ways the earlier pages flattered us; each is
+fixed, and the tables below are measured the new way.
+
+- **The clock reaches every store.** Sessions are read again after time
+  passes by moving a simulated clock. It used to be `time.time` patched at
+  module level, which never reached stores that keep their own reference to
+  it (SQLite, memory, file, chain) nor SQL's database clock: the SQLite and
+  SQL `/read` rows showed no expiry refresh at all (SQLite 79.9 µs and SQL
+  527 µs per `/read`, one `SELECT` or `WITH … UPDATE` each, at bd5708f).
+  Stores that take a `clock=` are now built with the benchmark's (SQL then
+  computes expiry from it instead of the database's clock), so their `/read`
+  rows show the refresh writes real traffic would cause.
+- **Floors are floors.** The Redis floor now takes the same lean path ours
+  does (one kept redis-py `Connection`, one `GET`), not redis-py's ordinary
+  client path. PostgreSQL and MariaDB have floors too: the bare driver
+  (libpq through `psycopg.pq`, prepared; PyMySQL's cursor) on the same row
+  shape, plus a store-level comparison of `SQLStore` with that driver.
+- **A cold read.** Our verified-cookie cache was always warm in `/read` (32
+  browsers) while peers verify every cookie; `/read` cold goes round more
+  browsers than the cache holds, and both are reported.
+- **Traffic is counted on the wire.** Round trips and commands are counted
+  by a proxy between a twin of each subject and its server: what the server
+  receives from that subject, a driver's own `BEGIN`/`ROLLBACK`/pings
+  included, and nothing from the other clients of the shared servers. (The
+  memcached "round trips" used to be server `stats` deltas copied into the
+  client column, with a filter for others' traffic that did nothing.)
+- **Tuned peers.** Besides its defaults, each Beaker backend has a row with
+  `save_accessed_time = false`, its documented way not to write on every
+  read (Beaker then refuses an idle timeout, so those rows have none), and
+  `pyramid_session_redis` a row with `timeout_trigger`.
+- **New peers and engines.** Beaker's SQLAlchemy backend (`ext:database`)
+  on PostgreSQL and MariaDB, next to ours on both.
+- **The load test runs on a pre-fork server**: gunicorn with two worker
+  processes, every server-side store.
 """
 
 
@@ -200,6 +237,9 @@ def update_docs(name: str, markdown: str, data: dict[str, Any], out_dir: Path = 
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out_dir / "benchmarks.md", out_dir / "benchmarks.json"
     text = md_path.read_text() if md_path.exists() else INTRO
+    # The introduction is this module's; the sections are the commands'.
+    _, marker, sections = text.partition("<!-- bench:")
+    text = INTRO.rstrip("\n") + ("\n\n" + marker + sections if marker else "\n")
     for section in ("run", "load", "scale"):
         start, end = _marker(section)
         if start not in text:

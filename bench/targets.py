@@ -158,7 +158,7 @@ def _redis_target(
     if speed is None or rt is None:
         return _missing(tid, text, "ours-redis", "session-redis")
     commands = n.commands("ours-redis", scenario)
-    writes = {c for c, v in commands.items() if c not in READ_ONLY_REDIS and v >= 0.005}
+    writes = {c for c, v in commands.items() if c.lower() not in READ_ONLY_REDIS and v >= 0.005}
     shape = rt <= max_trips + 0.005 and not (no_write and writes)
     cpu = _speedup(n, "ours-redis", "session-redis", scenario, "cpu_us")
     measured = f"{_count(rt)} round trip(s) ({_commands(commands)}), {speed:.2f}x faster"

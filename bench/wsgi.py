@@ -50,6 +50,10 @@ class FakeClock:
         """Move this clock *seconds* forward."""
         self.offset += seconds
 
+    def set(self, moment: float) -> None:
+        """Make this clock read *moment* now (and run on from there)."""
+        self.offset = moment - _REAL_TIME()
+
     def install(self) -> None:
         """Patch ``time.time``, and the modules that imported it by name."""
         if self._patched:

@@ -307,6 +307,9 @@ def test_load_refreshes_only_when_the_record_would_end_before_its_ttl(make: Any)
     assert stored_expiry(store, key) == clock.now + 660
     assert store.touch(key, 30)
     assert stored_expiry(store, key) == clock.now + 45
+    clock.now -= 0.5  # another server's clock, a little behind: no rewrite for that
+    store.load(key, 30)
+    assert stored_expiry(store, key) == clock.now + 0.5 + 45
 
 
 @pytest.mark.parametrize("idle", [(4, 7), (1, 9.75), (9.75, 9.75), (5, 5, 5, 9)])

@@ -1,15 +1,11 @@
 """SQLStore: records in a table of PostgreSQL, MariaDB/MySQL or SQLite, via SQLAlchemy.
 
-One row per record: ``key``, ``data``, ``version`` (a random token), and
-``expires_at``/``created`` as Unix times from the *database's* clock (servers
-with drifting clocks agree; no time zone is involved; NULL = never). Every
-statement is its own autocommit transaction. A write sets the expiry to ttl +
-slack (``refresh_interval``, at most half the ttl); a load rewrites it only when
-the record would otherwise end before now + ttl: never early, at most the slack
-late, one write per slack for an active record. SQLAlchemy makes the engine,
-the pool, the SQL text and the table; a request's statements run on DBAPI
-cursors (``_connections``). Not here: the ORM, migrations, retrying a lost
-compare-and-set (the factory does).
+One row per record, times as Unix seconds by the *database's* clock (NULL =
+never). Each statement is its own autocommit transaction. A write sets the
+expiry to ttl + slack (``refresh_interval``); a load rewrites it only when the
+record would end before now + ttl: never early, at most the slack late.
+SQLAlchemy makes the engine, pool, SQL text and table; a request's statements
+run on DBAPI cursors or libpq (``_connections``). No ORM, no migrations.
 """
 
 from __future__ import annotations
@@ -182,9 +178,13 @@ class SQLStore:
             security.warning("SQLStore: deleting unreadable record %s… in %s", key[:12], self)
             self.delete(key)
             return None
+        # Due when it would end before now + ttl, or lies beyond the slack (a shorter
+        # ttl; by a second at least, so clocks a little apart do not rewrite it).
         if (
-            ttl is not None if left is None else ttl is None or not ttl <= left <= params["life"]
-        ):  # it would end before now + ttl, or lies beyond the slack: refresh
+            ttl is not None
+            if left is None
+            else ttl is None or not ttl <= left <= params["life"] + 1
+        ):
             self._run("load", "refresh", params)
         return Record(bytes(data), version)
 
