@@ -46,7 +46,7 @@ ENDED = "Your session ended (logged out elsewhere or expired)."
 
 STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto;
-       padding: 0 1rem; color: #222 }
+       padding: 0 1rem; color: #222; overflow-wrap: anywhere }
 nav { display: flex; flex-wrap: wrap; gap: .25rem 1rem; border-bottom: 1px solid #ddd;
       padding-bottom: .5rem }
 nav .who { margin-left: auto; color: #555 }

@@ -51,6 +51,12 @@ _BASES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
 )
 
 
+def _quiet(value: Decimal) -> Decimal:
+    if value.is_snan():
+        raise ValueError("a signaling NaN")
+    return value
+
+
 def _pairs(pairs: list[Any]) -> dict[str, Any]:
     out = {}
     for pair in pairs:
@@ -66,7 +72,7 @@ _DECODERS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     " dt": (str, datetime.datetime.fromisoformat),
     " d": (str, datetime.date.fromisoformat),
     " tm": (str, datetime.time.fromisoformat),
-    " dec": (str, Decimal),
+    " dec": (str, lambda v: _quiet(Decimal(v))),
     " u": (str, uuid.UUID),
     " t": (list, tuple),
     " s": (list, set),
@@ -149,6 +155,8 @@ def tag(value: Any, room: int = MAX_DEPTH, ints: IntCheck | None = None) -> Any:
     if encoder is not None:
         if room < 1:
             raise Refused(TOO_DEEP)
+        if kind is Decimal and value.is_snan():
+            raise Refused("is a signaling NaN, which cannot even be compared")
         return {encoder[0]: encoder[1](value)}
     for base, to_base in _BASES:
         if isinstance(value, base):

@@ -34,12 +34,8 @@ from . import events
 from . import users
 from .events import SessionEnded
 from .exceptions import ConfigurationError
-from .payload import CorruptPayloadError
-from .payload import decode
 from .payload import encode_userid
 from .payload import is_tombstone
-from .sealing import is_sealed
-from .sealing import read_header
 from .stores.base import SupportsPeek
 
 if TYPE_CHECKING:
@@ -121,18 +117,6 @@ def _policy(request: Request, what: str) -> Policy:
 ENDED, MOVING, FOREIGN = "ended", "moving", "foreign"
 
 
-def _readable(policy: Policy, payload: bytes) -> bool:
-    """Return True if *payload* is a session record (of whichever user)."""
-    try:
-        if is_sealed(payload):
-            read_header(payload)
-        else:
-            decode(payload)
-    except CorruptPayloadError:
-        return False
-    return True
-
-
 def _inspect(
     policy: Policy, userid: Any, key: str, entry: users.Entry
 ) -> tuple[float, float] | str:
@@ -154,7 +138,7 @@ def _inspect(
     record, expires = peeked
     owned = policy.owned_by(record.data, userid)
     if owned is None:
-        return FOREIGN if _readable(policy, record.data) else ENDED
+        return FOREIGN if policy.is_record(record.data) else ENDED
     created, last, own_timeout = owned
     idle = policy.idle_timeout(own_timeout)
     # A load set the expiry to "then + idle", unless the lifetime cap set it

@@ -74,9 +74,12 @@ class CookieHeader:
         httponly: bool,
         samesite: str | None,
         max_length: int = 4096,
+        min_length: int = 1,
     ) -> None:
         if type(max_length) is not int or max_length < 1:
             raise ValueError(f"max_length: expected a positive int, got {max_length!r}")
+        if type(min_length) is not int or not 1 <= min_length <= max_length:
+            raise ValueError(f"min_length: expected 1 to max_length, got {min_length!r}")
         for option, value, check in (
             ("cookie_name", name, as_cookie_name),
             ("path", path, as_attribute),
@@ -92,6 +95,9 @@ class CookieHeader:
         #: least a browser must store for a whole cookie (RFC 6265 §6.1), by
         #: default; the factory passes less when its values are short.
         self.max_length = max_length
+        #: Shorter values cannot be one of ours: skipped without counting
+        #: against :data:`MAX_CANDIDATES`, so junk cookies cannot hide a real one.
+        self.min_length = min_length
         # The name and "=": a literal prefix, which re finds without trying every
         # position; whether it starts a pair is checked by looking back.
         self._name_eq = re.compile(rf"{re.escape(name)}[ \t]*=")
@@ -149,6 +155,9 @@ class CookieHeader:
                 if "\\" in value:
                     value = _ESCAPE.sub(_unescape, value)
             if not value:
+                continue
+            if len(value) < self.min_length:
+                rejected = f"shorter than {self.min_length} characters"
                 continue
             if not value.isascii():
                 rejected = "not ASCII"

@@ -44,6 +44,8 @@ _ID_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 _TIMEOUT_RE = re.compile(r"\A(?:0|[1-9][0-9]{0,9}|n)\Z")
 #: No valid cookie is longer; longer input is rejected before any work.
 MAX_COOKIE_LENGTH = 128
+#: No valid cookie is shorter: a 43-character id, a dot, a 43-character signature.
+MIN_COOKIE_LENGTH = 87
 MIN_SECRET_LENGTH = 32
 #: Fewer distinct characters than this is not a random secret. 32 random hex
 #: digits have fewer with a chance of 4e-8, 43 url-safe characters of 1e-33;

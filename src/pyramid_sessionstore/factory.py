@@ -41,6 +41,7 @@ from . import lifecycle
 from .cookie_header import CookieHeader
 from .cookie_header import vary_on_cookie
 from .cookies import MAX_COOKIE_LENGTH
+from .cookies import MIN_COOKIE_LENGTH
 from .cookies import CookieValue
 from .cookies import Signer
 from .cookies import checked_secrets
@@ -54,6 +55,7 @@ from .serializers import JSONSerializer
 from .serializers import Serializer
 from .serializers import checker_for
 from .serializers import serializer_by_name
+from .session import MAX_SECONDS
 from .session import Session
 from .stores.base import SealsCookies
 from .stores.base import Store
@@ -187,8 +189,10 @@ class SessionFactory:
             ("max_lifetime", max_lifetime),
             ("reissue_time", reissue_time),
         ):
-            if value is not None and (type(value) is not int or value < 0):
-                raise ValueError(f"{name} must be whole seconds >= 0 or None, not {value!r}")
+            if value is not None and (type(value) is not int or not 0 <= value <= MAX_SECONDS):
+                raise ValueError(
+                    f"{name} must be whole seconds from 0 to {MAX_SECONDS} or None, not {value!r}"
+                )
         if timeout == 0 or max_lifetime == 0:
             raise ValueError("timeout and max_lifetime must be at least 1 second (or None)")
         if (
@@ -253,10 +257,20 @@ class SessionFactory:
             samesite=self.samesite,
             # A signed id is at most 128 characters: a longer value is dropped
             # unread. Sealed cookies (the cookie store, or imported) need more.
-            max_length=(
-                4096
+            min_length=(
+                1
                 if isinstance(store, SealsCookies) or import_from is not None
-                else MAX_COOKIE_LENGTH
+                else MIN_COOKIE_LENGTH
+            ),
+            max_length=max(
+                [
+                    MAX_COOKIE_LENGTH,
+                    *(
+                        max(4096, int(getattr(sealer, "max_size", 4096)))
+                        for sealer in (store, import_from)
+                        if isinstance(sealer, SealsCookies)
+                    ),
+                ]
             ),
         )
         self.timeout = timeout

@@ -111,6 +111,31 @@ class Policy:
             raise CorruptPayloadError("a sealed record needs its session id")
         return self.records.open_record(session_id, payload)
 
+    def is_record(self, payload: bytes) -> bool:
+        """Return True if *payload* is a session record (whoever it belongs to)."""
+        try:
+            if is_sealed(payload):
+                read_header(payload)
+            else:
+                decode(payload)
+        except CorruptPayloadError:
+            return False
+        return True
+
+    def belongs_elsewhere(self, key: str, userid: Any) -> bool:
+        """Return True if the record under *key* is a session of a user other than *userid*.
+
+        One ``peek`` (a store without it answers False: nothing can be told).
+        """
+        peek = getattr(self.store, "peek", None)
+        if not callable(peek):
+            return False
+        peeked = peek(key)
+        if peeked is None:
+            return False
+        data = peeked[0].data
+        return self.owned_by(data, userid) is None and self.is_record(data)
+
     def owned_by(self, payload: bytes, userid: Any) -> tuple[int, float, int | None] | None:
         """Return (created, written, own timeout) of a stored session bound to *userid*.
 

@@ -190,17 +190,19 @@ class JSONSerializer(_Tagged):
             if len(bstruct) > _NESTS_DEEP and nests_deeper(bstruct):
                 raise ValueError(TOO_DEEP)
             text = bstruct.decode("utf-8")
-            if '{" ' in text:
+            # A tag is a key starting with a space: written '" ' or '"\u0020'.
+            if '" ' in text or "\\u0020" in text:
                 value = self._decoder.decode(text)
             else:
                 # No tag can be inside: skip the Python object_hook, and scan what
-                # dumps wrote (no surrounding space) directly; else json's errors.
+                # dumps wrote (no surrounding space) directly; anything else gets
+                # the full decoder (tags included) and json's errors.
                 try:
                     value, end = self._scan(text, 0)
                 except StopIteration:
                     end = -1
                 if end != len(text):
-                    value = json.loads(text)
+                    value = self._decoder.decode(text)
             # Only a \u escape makes a lone surrogate, which dumps would refuse.
             if "\\" in text and SURROGATE_ESCAPE.search(text):
                 tag(value, MAX_DEPTH, _json_ints)

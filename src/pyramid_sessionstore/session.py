@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 __all__ = ["Session"]
 
 _MISSING: Any = object()
+#: The longest time in seconds a session option can hold (2**31 - 1: about 68 years).
+MAX_SECONDS = 2**31 - 1
+#: The longest user id kept, in bytes of UTF-8.
+MAX_USERID_BYTES = 1024
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """Return *text* in UTF-8; refuse, here and now, text that has no UTF-8 form."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{what} must be text UTF-8 can encode (no lone surrogate)") from err
+
+
 FLASH_PREFIX = "_f_"
 CSRF_KEY = "_csrft_"
 
@@ -182,6 +196,8 @@ class Session:
             raise TypeError(f"session keys must be str, not {type(key).__name__}: {key!r}")
         if self._degraded:
             self._writable()
+        if not key.isascii():
+            _utf8(key, "session keys")
         self._check(value, key)
         self._data[key] = value
         self._dirty = True
@@ -285,6 +301,11 @@ class Session:
         """
         if type(userid) not in (str, int):
             raise TypeError(f"userid must be a str or int, not {type(userid).__name__}")
+        if type(userid) is str:
+            if len(_utf8(userid, "userid")) > MAX_USERID_BYTES:
+                raise ValueError(f"userid must be at most {MAX_USERID_BYTES} bytes in UTF-8")
+        elif not -(10**18) < userid < 10**18:
+            raise ValueError("an int userid must be less than 10**18 in size")
         if userid == self._userid:
             return
         self._writable()
@@ -300,8 +321,10 @@ class Session:
 
     def set_timeout(self, seconds: int | None) -> None:
         """Set this session's idle timeout ("remember me"); None restores the default."""
-        if seconds is not None and (type(seconds) is not int or seconds < 1):
-            raise ValueError(f"timeout must be a whole number of seconds >= 1, got {seconds!r}")
+        if seconds is not None and (type(seconds) is not int or not 1 <= seconds <= MAX_SECONDS):
+            raise ValueError(
+                f"timeout must be whole seconds from 1 to {MAX_SECONDS}, got {seconds!r}"
+            )
         if seconds != self._timeout:
             self._writable()
             self._timeout = seconds

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from functools import partial
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 
 #: Sessions remembered per user; the oldest beyond this are forgotten.
 MAX_SESSIONS = 1000
+_SESSION_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def index_key(userid: Any) -> str:
@@ -175,8 +177,10 @@ def _read(policy: Policy, key: str) -> tuple[dict[str, Entry], str | None]:
         entries = json.loads(record.data)
         if type(entries) is not dict:
             raise ValueError("not an object")
-        return {str(k): _entry(v) for k, v in entries.items()}, record.version
-    except (ValueError, TypeError) as err:
+        # Only session keys (64 hex digits) can be listed: anything else is dropped.
+        good = {k: _entry(v) for k, v in entries.items() if _SESSION_KEY.fullmatch(k)}
+        return good, record.version
+    except (ValueError, TypeError, RecursionError) as err:
         log.warning("user index %s… was unreadable and is rebuilt: %s", key[:12], err)
         return {}, record.version
 
@@ -328,7 +332,7 @@ def end_user_sessions(
     try:
         with KEY_LOCKS.hold(keys[0], budget.turn_wait()):
             budget.restart()
-            ended = _end(policy, keys, except_key, budget)
+            ended = _end(policy, userid, keys, except_key, budget)
     except LockTimeout:
         raise _busy(policy, keys[0], budget, "end sessions") from None
     for key in ended:
@@ -336,7 +340,9 @@ def end_user_sessions(
     return len(ended)
 
 
-def _end(policy: Policy, keys: list[str], except_key: str | None, budget: Budget) -> set[str]:
+def _end(
+    policy: Policy, userid: Any, keys: list[str], except_key: str | None, budget: Budget
+) -> set[str]:
     ended: set[str] = set()
     key = keys[0]
     older, held = _read_others(policy, keys)
@@ -347,6 +353,9 @@ def _end(policy: Policy, keys: list[str], except_key: str | None, budget: Budget
         keep = {k: t for k, t in entries.items() if k == except_key}
         for session_key in entries:
             if session_key in keep or session_key in ended:
+                continue
+            if policy.belongs_elsewhere(session_key, userid):
+                keep[session_key] = entries[session_key]  # 0.1 kept 42 and "42" in one index
                 continue
             if policy.store.touch(session_key, 1):
                 ended.add(session_key)
@@ -378,6 +387,8 @@ def invalidate_user_sessions(request: Request, userid: Any, except_current: bool
             "invalidate_user_sessions cannot end sessions kept in browser cookies"
             " (session.store = cookie): there is no server-side record to delete"
         )
+    if userid is None:
+        return 0  # nobody is logged in: there is no user whose sessions could end
     current = request.session  # loads it if the view has not yet
     mine = current.userid == userid
     # The current session's record: its key, or the one it is moving from

@@ -97,9 +97,12 @@ def own_changes(policy: Policy, session: Session) -> _Changes:
 def _differs(policy: Policy, before: Any, after: Any) -> bool:
     """Return True if *after* is a change from *before*, as stored (``1`` and ``True``
     are equal in Python but not in the session)."""
-    if before != after or type(before) is not type(after):
+    try:
+        if type(before) is not type(after) or before != after:
+            return True
+        return bool(policy.serializer.dumps([before]) != policy.serializer.dumps([after]))
+    except Exception:  # noqa: BLE001 - values that cannot even be compared count as changed
         return True
-    return bool(policy.serializer.dumps([before]) != policy.serializer.dumps([after]))
 
 
 def _merge(

@@ -113,6 +113,10 @@ def main(argv: Sequence[str] = sys.argv, quiet: bool = False) -> int:
     except KeyboardInterrupt:
         print(f"{PSessionsCommand.script_name}: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except OSError as err:  # the output cannot be written (a full disk, a closed file)
+        _drop_stdout()
+        print(f"{PSessionsCommand.script_name}: cannot write the output: {err}", file=sys.stderr)
+        return FAILED
 
 
 def _drop_stdout() -> None:

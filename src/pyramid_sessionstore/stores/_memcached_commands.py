@@ -35,7 +35,11 @@ def exptime(ttl: int | None) -> int:
         return 0
     if ttl <= 0:
         return -1  # not 0, which would mean "never"
-    return ttl if ttl <= MONTH else int(time.time()) + ttl
+    if ttl <= MONTH:
+        return ttl
+    # memcached keeps an absolute expiry in 32 bits: past 2038 it would wrap into
+    # the past, so the record would be gone at once. Keep it as long as it can.
+    return min(int(time.time()) + ttl, 2**31 - 1)
 
 
 def reads_bytes(client: Any) -> bool:
