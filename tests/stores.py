@@ -101,9 +101,9 @@ def drop(kind: str, store: Any) -> None:
     if kind == "redis":  # user indexes have no TTL: leave nothing behind
         for key in list(store.keys()):
             store.delete(key)
-    if kind in ("postgresql", "mariadb"):
-        engine = getattr(store, "engine", None)
-        table = getattr(store, "table", None)
-        if engine is not None and table is not None:
-            table.drop(engine, checkfirst=True)
-    store.close()
+    engine = getattr(store, "engine", None)
+    table = getattr(store, "table", None)
+    store.close()  # first: it gives its kept connections back to the pool
+    if kind in ("postgresql", "mariadb") and engine is not None and table is not None:
+        table.drop(engine, checkfirst=True)
+        engine.dispose()
