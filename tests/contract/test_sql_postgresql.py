@@ -6,6 +6,7 @@ import pytest
 
 from pyramid_sessionstore.stores.sql import SQLStore
 from pyramid_sessionstore.testing import ExpiryContract
+from pyramid_sessionstore.testing import PeekContract
 from pyramid_sessionstore.testing import ScanContract
 from pyramid_sessionstore.testing import StoreContract
 from pyramid_sessionstore.testing import UnavailableContract
@@ -17,8 +18,11 @@ from sqlstores import tables
 pytestmark = pytest.mark.sql
 
 
-class TestSQLStorePostgreSQL(StoreContract, ExpiryContract, ScanContract, UnavailableContract):
-    capabilities = frozenset({"expiry", "scan"})
+class TestSQLStorePostgreSQL(
+    StoreContract, ExpiryContract, ScanContract, PeekContract, UnavailableContract
+):
+    capabilities = frozenset({"expiry", "scan", "peek"})
+    peek_early = 30.0  # ttl 60 is kept 60 + 30; peek subtracts refresh_interval (60)
 
     @pytest.fixture
     def store_factory(self) -> Factories:

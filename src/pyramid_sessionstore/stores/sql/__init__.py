@@ -15,6 +15,7 @@ import math
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -166,18 +167,23 @@ class SQLStore:
             params["now"] = float(self._clock())
         return params
 
-    def load(self, key: str, ttl: int | None) -> Record | None:
-        params = self._params(key, ttl)
-        row = self._run("load", "load", params, rows=True)
-        if row is None:
+    def _read(self, action: str, key: str, params: dict[str, Any]) -> tuple[Record, Any] | None:
+        """Return the live record of *key* and its seconds left (None: never)."""
+        if (row := self._run(action, "load", params, rows=True)) is None:
             return None
-        data, version, left = row  # left: seconds to its expiry, None for never
+        data, version, left = row
         if not (isinstance(data, (bytes, memoryview)) and isinstance(version, str) and version) or (
             left is not None and not (type(left) in (float, int) and math.isfinite(left))
         ):  # not a row this store wrote (text put there by hand, NULL, NaN, a number)
             security.warning("SQLStore: deleting unreadable record %s… in %s", key[:12], self)
             self.delete(key)
             return None
+        return Record(bytes(data), version), left
+
+    def load(self, key: str, ttl: int | None) -> Record | None:
+        if (found := self._read("load", key, params := self._params(key, ttl))) is None:
+            return None
+        left = found[1]
         # Due when it would end before now + ttl, or lies beyond the slack (a shorter
         # ttl; by a second at least, so clocks a little apart do not rewrite it).
         if (
@@ -186,7 +192,18 @@ class SQLStore:
             else ttl is None or not ttl <= left <= params["life"] + 1
         ):
             self._run("load", "refresh", params)
-        return Record(bytes(data), version)
+        return found[0]
+
+    def peek(self, key: str) -> tuple[Record, float | None] | None:
+        """Return the record of *key* and when its session expires: the load's ``SELECT`` alone.
+
+        The stored expiry less ``refresh_interval`` (the most slack a write adds;
+        the ttl it depends on is not kept): never later than the session's own.
+        """
+        sent = time.time() if self._clock is None else self._clock()
+        if (found := self._read("peek", key, self._params(key, None))) is None or found[1] is None:
+            return found
+        return found[0], sent + found[1] - self.refresh_interval
 
     def save(self, key: str, data: bytes, ttl: int | None, expected_version: str | None) -> str:
         # A random token, not a counter: a record deleted and created again never
