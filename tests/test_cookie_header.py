@@ -97,10 +97,10 @@ def test_verified_cookies_are_remembered_within_a_bound(monkeypatch: pytest.Monk
     factory = SessionFactory(SECRET)
     values = [factory.signer.sign(f"{i:043d}") for i in range(3)]
     for value in values:
-        assert factory._verify(value) is not None
-    assert list(factory._verified) == [values[2]]  # cleared when full, then the newest
+        assert factory.policy.verify(value) is not None
+    assert list(factory.policy._verified) == [values[2]]  # cleared when full, then the newest
     tampered = values[2][:-1] + ("A" if values[2][-1] != "A" else "B")
-    assert factory._verify(tampered) is None and tampered not in factory._verified
+    assert factory.policy.verify(tampered) is None and tampered not in factory.policy._verified
 
 
 # -- reading: every value under the name, unquoted as WebOb writes it (issue 10) --

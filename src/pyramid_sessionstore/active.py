@@ -36,6 +36,7 @@ from .events import SessionEnded
 from .exceptions import ConfigurationError
 from .payload import encode_userid
 from .payload import is_tombstone
+from .policy import policy_of
 from .stores.base import SupportsPeek
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def client_entry(policy: Policy, request: Request) -> users.Entry:
 
 
 def _policy(request: Request, what: str) -> Policy:
-    policy = users.policy_of(request.registry.queryUtility(ISessionFactory))
+    policy = policy_of(request.registry.queryUtility(ISessionFactory))
     if policy.sealer is not None:
         raise ConfigurationError(
             f"{what} cannot see sessions kept in browser cookies (session.store = cookie):"

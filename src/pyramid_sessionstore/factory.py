@@ -25,24 +25,21 @@ The timing model, in one place:
 from __future__ import annotations
 
 import logging
-import math
-import sys
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 
-from pyramid.httpexceptions import HTTPNotFound
 from pyramid.interfaces import ISessionFactory
 from zope.interface import implementer
 
 from . import events
 from . import lifecycle
+from .answers import answer_save_failure
 from .cookie_header import CookieHeader
 from .cookie_header import vary_on_cookie
 from .cookies import MAX_COOKIE_LENGTH
 from .cookies import MIN_COOKIE_LENGTH
-from .cookies import CookieValue
 from .cookies import Signer
 from .cookies import checked_secrets
 from .cookies import derive_key
@@ -363,16 +360,9 @@ class SessionFactory:
                 events.notify(
                     request, partial(events.SessionStoreError, request, session._key, "save", err)
                 )
-            _answer_save_failure(request, response, err)
+            answer_save_failure(request, response, err)
 
     # -- helpers kept for callers of 0.1 (internal; the lifecycle uses the policy) ---
-
-    def _verify(self, value: str) -> tuple[CookieValue, str] | None:
-        return self.policy.verify(value)
-
-    @property
-    def _verified(self) -> dict[str, tuple[CookieValue, str]]:
-        return self.policy._verified
 
     def ttl_of(self, session: Session) -> int | None:
         """Return the store expiry for *session* in seconds (internal, kept from 0.1)."""
@@ -403,33 +393,3 @@ def _record_sealer(secrets: Sequence[str], *, required: bool) -> RecordSealer | 
         if required:
             raise
         return None
-
-
-def _answer_save_failure(request: Request, response: Any, err: Exception) -> None:
-    """Make *response* say that the session could not be saved (*err*).
-
-    The view's response already went through Pyramid's exception views, so a
-    failure here would otherwise reach the WSGI server as a bare 500. An
-    exception view the application registered for the error's class makes
-    the response; without one it becomes ``503 Service Unavailable`` with
-    ``Retry-After`` (RFC 9110 §15.6.4, §10.2.3).
-    """
-    log.error("session not saved: %s", err)
-    try:
-        answer = request.invoke_exception_view(sys.exc_info())
-    except HTTPNotFound:
-        answer = None  # no exception view for this error
-    except Exception:  # noqa: BLE001 - the error view itself failed; fall back
-        log.exception("the exception view for %s failed", type(err).__name__)
-        answer = None
-    retry = getattr(err, "retry_after", 5.0)
-    if answer is None:
-        response.status = "503 Service Unavailable"
-        response.content_type = "text/plain"
-        response.text = "The session could not be saved; please try again.\n"
-        response.headers["Retry-After"] = str(math.ceil(retry))
-        return
-    if answer is not response:
-        response.status = answer.status
-        response.headerlist[:] = answer.headerlist
-        response.app_iter = answer.app_iter

@@ -18,6 +18,7 @@ from typing import Any
 
 from .cookies import CookieValue
 from .cookies import store_key
+from .exceptions import ConfigurationError
 from .exceptions import missing_dependency
 from .payload import CorruptPayloadError
 from .payload import Header
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from .stores.base import SealsCookies
     from .stores.base import Store
 
-__all__ = ["VERIFIED_CACHE_SIZE", "Policy"]
+__all__ = ["VERIFIED_CACHE_SIZE", "Policy", "policy_of"]
 
 #: How many verified cookie values a factory remembers (about 300 bytes each).
 VERIFIED_CACHE_SIZE = 10_000
@@ -196,3 +197,14 @@ class Policy:
         if session._timeout is None:
             return self.signer.sign(session._id)
         return self.signer.sign(session._id, session._timeout)
+
+
+def policy_of(owner: Any) -> Policy:
+    """Return the :class:`~.policy.Policy` of a session factory (or *owner* itself)."""
+    policy = owner if isinstance(owner, Policy) else getattr(owner, "policy", None)
+    if not isinstance(policy, Policy):
+        raise ConfigurationError(
+            "this needs pyramid_sessionstore's SessionFactory as the session factory"
+            " (config.include('pyramid_sessionstore') or config.set_session_factory)"
+        )
+    return policy

@@ -47,6 +47,7 @@ from .exceptions import ConflictError
 from .exceptions import SessionBusyError
 from .payload import encode_userid
 from .policy import Policy
+from .policy import policy_of
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -60,7 +61,6 @@ __all__ = [
     "invalidate_user_sessions",
     "lists",
     "migrate",
-    "policy_of",
     "read_index",
     "remember",
 ]
@@ -102,17 +102,6 @@ def index_keys(policy: Policy, userid: Any) -> list[str]:
 def _mirrors(policy: Policy, keys: list[str]) -> list[str]:
     """Return the keys written besides the first (the older secrets' keys, with encrypt)."""
     return keys[1 : len(policy.index_salts)] if policy.encrypt else []
-
-
-def policy_of(owner: Any) -> Policy:
-    """Return the :class:`~.policy.Policy` of a session factory (or *owner* itself)."""
-    policy = owner if isinstance(owner, Policy) else getattr(owner, "policy", None)
-    if not isinstance(policy, Policy):
-        raise ConfigurationError(
-            "this needs pyramid_sessionstore's SessionFactory as the session factory"
-            " (config.include('pyramid_sessionstore') or config.set_session_factory)"
-        )
-    return policy
 
 
 #: One session in a user's index: ``b`` when it was bound (Unix seconds), and
