@@ -133,7 +133,7 @@ def lineup() -> list[Subject]:
         ),
     )
     for engine, key, label, driver in (
-        ("postgresql", "ours-sql", "PostgreSQL", "psycopg, prepared"),
+        ("postgresql", "ours-sql", "PostgreSQL", "psycopg.pq (libpq), prepared, binary"),
         ("mariadb", "ours-sql-mariadb", "MariaDB", "PyMySQL"),
     ):
         url = f"{{{engine}}}"
