@@ -83,7 +83,10 @@ fixed, and the tables below are measured the new way.
   527 µs per `/read`, one `SELECT` or `WITH … UPDATE` each, at bd5708f).
   Stores that take a `clock=` are now built with the benchmark's (SQL then
   computes expiry from it instead of the database's clock), so their `/read`
-  rows show the refresh writes real traffic would cause.
+  rows show the refresh writes real traffic would cause. `/new` batches no
+  longer move the clock (they aged the pool's sessions without visiting
+  them), and a read that finds its session gone stops the subject rather
+  than timing a cheap miss.
 - **Floors are floors.** The Redis floor now takes the same lean path ours
   does (one kept redis-py `Connection`, one `GET`), not redis-py's ordinary
   client path. PostgreSQL and MariaDB have floors too: the bare driver
