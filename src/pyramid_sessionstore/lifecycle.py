@@ -150,9 +150,10 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         return None
     # The record, not the cookie, says how long the session lives: a replayed
     # older cookie must not stretch it, and the lifetime cap counts what is left.
-    ttl = policy.cap_ttl(policy.idle_timeout(header.timeout), header.created)
-    if ttl != loaded_ttl and not policy.store.touch(key, ttl):
-        return None
+    if header.timeout != own_timeout or policy.max_lifetime is not None:
+        ttl = policy.cap_ttl(policy.idle_timeout(header.timeout), header.created)
+        if ttl != loaded_ttl and not policy.store.touch(key, ttl):
+            return None
     session = Session(
         data,
         created=header.created,
