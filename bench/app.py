@@ -15,6 +15,8 @@ same work minus the session, so "cost over bare" is what the session costs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from pyramid.config import Configurator
@@ -60,9 +62,13 @@ def _bare_write(request: Any) -> Response:
     return Response(body=b"ok", content_type="text/plain")
 
 
-def make_app(session_factory: Any | None) -> Any:
-    """Return the WSGI app, with *session_factory* (None: the bare app)."""
+def make_app(
+    session_factory: Any | None, subscribers: Sequence[tuple[Callable[[Any], None], type]] = ()
+) -> Any:
+    """Return the WSGI app, with *session_factory* (None: the bare app) and *subscribers*."""
     config = Configurator()
+    for subscriber, event_type in subscribers:
+        config.add_subscriber(subscriber, event_type)
     if session_factory is not None:
         config.set_session_factory(session_factory)
         views = {"/read": _read, "/write": _write, "/new": _new}

@@ -7,6 +7,7 @@ offer a faster setting, tuned), and the floor. A subject's key is what
 
 from __future__ import annotations
 
+from .features import with_features
 from .subjects import BEAKER_TABLE
 from .subjects import COOKIE_SECRET
 from .subjects import SQL_TABLE
@@ -179,4 +180,4 @@ def lineup() -> list[Subject]:
             memcache_module="memcache",
         ),
     )
-    return rows
+    return with_features(rows)

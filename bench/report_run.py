@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from . import features
 from . import storelevel
 from .report import fmt_us
 from .report import machine_markdown
@@ -156,6 +157,7 @@ def render(data: dict[str, Any]) -> str:
             storelevel.render(data["store_level"]),
             "",
         ]
+    out += features.render(data)
     out += ["### Targets", ""]
     rows = []
     marks = {True: "met", False: "**missed**", None: "not measured"}

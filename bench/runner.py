@@ -98,7 +98,7 @@ class Runner:
 
     def __init__(self, subject: Subject, built: Built, clock: FakeClock, opts: Options) -> None:
         self.subject, self.built, self.clock, self.opts = subject, built, clock, opts
-        self.driver = WSGIDriver(make_app(built.factory), built.cookie_name)
+        self.driver = WSGIDriver(make_app(built.factory, built.subscribers), built.cookie_name)
         self.pool: list[str | None] = [None] * opts.pool
         self.cold: list[str | None] = []
         self.cold_moment = 0.0

@@ -118,6 +118,8 @@ class Built:
     close: Callable[[], None] = lambda: None
     #: Settings or options it was built with, for the report.
     config: dict[str, Any] = field(default_factory=dict)
+    #: ``(subscriber, event type)`` pairs the app registers (``config.add_subscriber``).
+    subscribers: tuple[tuple[Callable[[Any], None], type], ...] = ()
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Subject:
     label: str
     #: What keeps the sessions: none, memory, cookie, file, sqlite, redis, postgresql, memcached.
     engine: str
-    #: bare | ours | peer | floor.
+    #: bare | ours | peer | floor | variant (ours with the app changed, not the store).
     role: str
     build: Callable[[Context], Built]
     #: Server it needs (a key of :data:`SERVERS`), checked before building.
@@ -160,7 +162,8 @@ def server_reachable(kind: str) -> bool:
 
 
 def reset_servers(kinds: set[str], urls: dict[str, str] | None = None) -> list[str]:
-    """Empty the benchmark's Redis db and drop its SQL tables; return what failed."""
+    """Empty the benchmark's Redis db, drop its SQL tables, delete its memcached keys
+    (:mod:`bench.mcclean`); return what failed."""
     urls = urls or default_urls()
     failed = []
     for kind in sorted(kinds):
@@ -183,6 +186,10 @@ def reset_servers(kinds: set[str], urls: dict[str, str] | None = None) -> list[s
                             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
                 finally:
                     engine.dispose()
+            elif kind == "memcached":
+                from .mcclean import clean_memcached
+
+                clean_memcached(urls[kind])
         except Exception as err:  # noqa: BLE001 - report, keep cleaning the others
             failed.append(f"cleanup of {kind} failed: {type(err).__name__}: {err}")
     return failed

@@ -226,7 +226,9 @@ def evaluate(data: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append(_target("nosession", text, met, measured, met_cpu))
     for engine, label, ours, floor in SQL:
         targets += _sql_targets(n, data, engine, label, ours, floor)
-    return targets
+    from .features import feature_targets  # it imports this module
+
+    return targets + feature_targets(data)
 
 
 # -- SQL ---------------------------------------------------------------------------
