@@ -10,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-toolbar test lint typecheck pytest docs dist wheel-smoke bench load scale clean
+.PHONY: demo demo-toolbar test lint typecheck pytest docs dist wheel-smoke bench hot load scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +64,14 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	touch $@
 
+# bench: the per-request cost of every store and peer, then the hot session.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.hot
+
+# Parallel writers of one session on a two-process server (ours and the peers).
+hot: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.hot
 
 load: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.load

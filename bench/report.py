@@ -1,6 +1,6 @@
 """Where results go: the machine description, and ``docs/benchmarks.md``/``.json``.
 
-Each command (run, load, scale) owns one section of the Markdown page,
+Each command (run, hot, load, scale) owns one section of the Markdown page,
 between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``, and one key of
 the JSON file; writing one section leaves the others as they were.
 """
@@ -61,14 +61,17 @@ command; the raw numbers are in `docs/benchmarks.json`.
 | section | command |
 | --- | --- |
 | per-request cost, every store and peer | `make bench` (`python -m bench.run`) |
+| one session, parallel writers, two processes | `make hot` (`python -m bench.hot`) |
 | load test over HTTP | `make load` (`python -m bench.load`) |
 | a million sessions | `make scale` (`python -m bench.scale`) |
 
 Servers used: Redis 127.0.0.1:6379 db 14 (emptied before and after),
 PostgreSQL 127.0.0.1:5432 and MariaDB 127.0.0.1:3306, db `test` (tables
 `bench_*`, dropped before and after), memcached 127.0.0.1:11211 (keys under
-`bench:`). Override with `BENCH_REDIS_URL`, `BENCH_POSTGRES_URL`,
-`BENCH_MARIADB_URL`, `BENCH_MEMCACHED`.
+`bench:` and Beaker's sessions, deleted before and after; `make hot` uses
+Redis db 13 and table `bench_hot`). Override with `BENCH_REDIS_URL`,
+`BENCH_HOT_REDIS_URL`, `BENCH_POSTGRES_URL`, `BENCH_MARIADB_URL`,
+`BENCH_MEMCACHED`.
 
 ## How the numbers are taken, and what changed with issue 14
 
@@ -109,6 +112,19 @@ fixed, and the tables below are measured the new way.
   on PostgreSQL and MariaDB, next to ours on both.
 - **The load test runs on a pre-fork server**: gunicorn with two worker
   processes, every server-side store.
+
+## What issues 11, 13 and 15 added
+
+- **A hot session** (`make hot`, its own section below): 6 and 32 writers
+  setting keys of one session through two gunicorn worker processes, ours on
+  every server-side store and the peers on theirs, with the keys each one
+  lost counted afterwards.
+- **Encryption at rest**: each store of ours has a twin with
+  `session.encrypt = true` in every `make bench` table, and the section
+  "Encryption at rest and events" gives the µs it adds per `/read` (target:
+  at most 10).
+- **Events**: ours on memory with one `SessionEvent` subscriber that does
+  nothing, next to the same store with none, in the same rounds.
 """
 
 
@@ -232,7 +248,7 @@ def _marker(name: str) -> tuple[str, str]:
 def update_docs(name: str, markdown: str, data: dict[str, Any], out_dir: Path = DOCS) -> Path:
     """Replace section *name* of ``benchmarks.md`` and key *name* of ``benchmarks.json``.
 
-    :param name: ``run``, ``load`` or ``scale``.
+    :param name: ``run``, ``hot``, ``load`` or ``scale``.
     :param markdown: the section's text (without the markers).
     :param data: the section's raw numbers.
     :param out_dir: where both files are.
@@ -243,7 +259,7 @@ def update_docs(name: str, markdown: str, data: dict[str, Any], out_dir: Path = 
     # The introduction is this module's; the sections are the commands'.
     _, marker, sections = text.partition("<!-- bench:")
     text = INTRO.rstrip("\n") + ("\n\n" + marker + sections if marker else "\n")
-    for section in ("run", "load", "scale"):
+    for section in ("run", "hot", "load", "scale"):
         start, end = _marker(section)
         if start not in text:
             text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"

@@ -82,3 +82,83 @@ def test_wire_parser_names_commands_of_each_protocol() -> None:
     stream = startup + message(b"Q", b"BEGIN\0") + message(b"P", b"s1\0UPDATE t\0\0\0")
     stream += message(b"B", b"\0s1\0") + message(b"E", b"\0\0\0\0\0") + message(b"S", b"")
     assert pg.feed(stream) == ["BEGIN", "UPDATE"]
+
+
+def test_bench_run_quick_times_the_encryption_and_events_twins(tmp_path: Path) -> None:
+    """Issues 13 and 15: the sealed and the subscribed twins run, and their section is written."""
+    subjects = "bare,bare-aa,ours-memory,ours-memory-encrypt,ours-memory-events"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--only", subjects, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "benchmarks.json").read_text())["run"]
+    assert {s["key"]: s["status"] for s in data["subjects"]} == dict.fromkeys(
+        subjects.split(","), "ok"
+    )
+    targets = {t["id"]: t for t in data["targets"]}
+    assert targets["encrypt-read"]["measured"].startswith("µs: memory ")
+    assert targets["events-read"]["met"] is not None
+    page = (tmp_path / "benchmarks.md").read_text()
+    assert "### Encryption at rest and events: what they cost" in page
+    assert "| memory | " in page and "| `/nosession` | " in page
+
+
+def test_feature_twins_seal_records_and_subscribe(tmp_path: Path) -> None:
+    """The sealed twin really writes sealed records; the other twin's app has a subscriber."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.app import make_app
+        from bench.subjects import Context
+        from bench.subjects import all_subjects
+        from bench.wsgi import WSGIDriver
+    finally:
+        sys.path.remove(str(ROOT))
+    from pyramid_sessionstore.sealing import SEALED_MAGIC
+
+    subjects = {s.key: s for s in all_subjects()}
+    ctx = Context(str(tmp_path))
+    for key, sealed in (("ours-memory-encrypt", True), ("ours-memory", False)):
+        made = subjects[key].build(ctx)
+        driver = WSGIDriver(make_app(made.factory, made.subscribers), made.cookie_name)
+        assert driver.call("/new").status.startswith("200")
+        store = made.factory.store
+        records = [store.load(k, None) for k in store.keys()]
+        assert records and all(r.data.startswith(SEALED_MAGIC) == sealed for r in records), key
+        made.close()
+    events = subjects["ours-memory-events"].build(ctx)
+    assert make_app(events.factory, events.subscribers).registry.has_listeners
+    assert not make_app(events.factory).registry.has_listeners
+
+
+def test_bench_hot_quick_counts_the_keys_peers_lose(tmp_path: Path) -> None:
+    """Issue 11's scenario end to end: two worker processes, ours loses nothing, Beaker does."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.hot", "--quick", "--rows", "ours-sqlite,beaker-file"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = {
+        r["row"]: r
+        for r in json.loads((tmp_path / "benchmarks.json").read_text())["hot"]["results"]
+    }
+    for row in ("ours-sqlite", "beaker-file"):
+        for phase in results[row]["phases"]:
+            # Every writer held a connection to each of the two worker processes.
+            assert phase["writers_on_both"] == phase["writers"], (row, phase)
+            assert len(phase["workers"]) == 2 and phase["errors"] == 0, (row, phase)
+    for phase in results["ours-sqlite"]["phases"]:
+        assert phase["lost"] == 0 and phase["saved"] == phase["writes_sent"], phase
+    # Whole-session writes with no version check: 32 writers lose keys, and the count shows it.
+    assert results["beaker-file"]["phases"][1]["lost"] > 0
+    page = (tmp_path / "benchmarks.md").read_text()
+    assert "<!-- bench:hot -->" in page and "| **ours: sqlite** | 30 / 30 |" in page
