@@ -296,6 +296,7 @@ def _options(args: argparse.Namespace) -> Options:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
     args = _parse(argv)
+    from . import features
     from . import storelevel
     from .report_run import render
     from .targets import evaluate
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     runners: list[Runner] = []
     started = time.time()
     store_level: dict[str, Any] = {}
+    sealing: dict[str, float] = {}
     try:
         runners, statuses = prepare(subjects, clock, opts, ctx, proxies)
         measure(runners, opts, statuses)
@@ -335,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if kinds:
             _log(f"store level: {', '.join(kinds)}")
             store_level = storelevel.measure(urls, kinds, opts.repeats, args.quick)
+        sealing = features.isolated(200 if args.quick else 2000, 3 if args.quick else 7)
     finally:
         clock.uninstall()
         for runner in runners:
@@ -353,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": [{"name": sc.name, "path": sc.path, "title": sc.title} for sc in SCENARIOS],
         "subjects": statuses,
         "store_level": store_level,
+        "sealing": sealing,
     }
     data["targets"] = evaluate(data)
     path = update_docs("run", render(data), data, args.out)

@@ -103,6 +103,10 @@ def test_bench_run_quick_times_the_encryption_and_events_twins(tmp_path: Path) -
     targets = {t["id"]: t for t in data["targets"]}
     assert targets["encrypt-read"]["measured"].startswith("µs: memory ")
     assert targets["events-read"]["met"] is not None
+    sealing = data["sealing"]  # the sealing alone: a sealed record costs more than a plain one
+    assert sealing["sealed_open"] > sealing["plain_open"] > 0
+    assert sealing["sealed_bytes"] > sealing["plain_bytes"]
+    assert targets["encrypt-open"]["met"] is not None
     page = (tmp_path / "benchmarks.md").read_text()
     assert "### Encryption at rest and events: what they cost" in page
     assert "| memory | " in page and "| `/nosession` | " in page
