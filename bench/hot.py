@@ -68,7 +68,9 @@ __all__ = ["Writer", "hammer", "main", "run_row"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Connections a writer may open looking for one to each worker process.
-PIN_TRIES = 24
+PIN_TRIES = 60
+#: Seconds the server's worker processes have to all answer after it listens.
+BOOT_LIMIT = 30.0
 #: Seconds one phase (one row, one number of writers) may take before it is cut short.
 PHASE_LIMIT = 120.0
 
@@ -108,6 +110,7 @@ def pinned(port: int, wanted: int = 2) -> dict[str, http.client.HTTPConnection]:
         worker = _read(conn, "/whoami", "")[1]
         if worker in found:
             conn.close()
+            time.sleep(0.002)  # let the other process's accept loop have the next one
         else:
             found[worker] = conn
         if len(found) == wanted:
@@ -242,6 +245,20 @@ def _stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+def _wait_for_workers(port: int, wanted: int = 2) -> None:
+    """Return once *wanted* worker processes answer (the master listens before they do)."""
+    deadline = time.monotonic() + BOOT_LIMIT
+    while True:
+        found = pinned(port, wanted)
+        for conn in found.values():
+            conn.close()
+        if len(found) == wanted:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(found)} worker process(es) answered in {BOOT_LIMIT} s")
+        time.sleep(0.2)
+
+
 def run_row(row: Row, writer_counts: list[int], writes: int, threads: int) -> dict[str, Any]:
     """Serve *row* and run one phase per number of writers; return its numbers."""
     workdir = tempfile.mkdtemp(prefix="bench-hot-")
@@ -249,6 +266,7 @@ def run_row(row: Row, writer_counts: list[int], writes: int, threads: int) -> di
     proc = _start_server(row, port, threads, workdir)
     try:
         wait_for_port(port, proc)
+        _wait_for_workers(port)
         phases = [hammer(port, n, writes) for n in writer_counts]
     finally:
         _stop_server(proc)

@@ -105,6 +105,13 @@ def render(data: dict[str, Any]) -> str:
         ]
         lines += [f"### {writers} writers", "", md_table(HEADER, rows), ""]
     notes = [f"- {r['label']}: {r['note']}." for r in data["results"] if r.get("note")]
+    notes += [
+        f"- {r['label']}, {p['writers']} writers: only {p['writers_on_both']} writers found a"
+        " connection to each process; the others sent every request to one."
+        for r in data["results"]
+        for p in r.get("phases", [])
+        if p["writers_on_both"] < p["writers"]
+    ]
     if notes:
         lines += [*notes, ""]
     skipped = [r["label"] for r in data["results"] if "phases" not in r]
