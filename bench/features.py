@@ -345,7 +345,7 @@ def render(data: dict[str, Any]) -> list[str]:
             "scenario",
             "no subscriber µs",
             "one subscriber µs",
-            "difference",
+            "difference (paired)",
             "noise",
             "CPU difference",
         ]
@@ -365,9 +365,10 @@ def render(data: dict[str, Any]) -> list[str]:
         read, pyramid, ours, noise = found
         out += [
             f"`/read`: {fmt_us(n.median(EVENTS, 'read'))} µs with nothing subscribed,"
-            f" {fmt_us(n.median(events_key(), 'read'))} µs with one subscriber ({read:+.1f} µs,"
-            f" of which Pyramid's own dispatch {pyramid:+.1f} µs; ours {ours:+.1f} µs against"
-            f" noise ±{noise:.1f} µs).",
+            f" {fmt_us(n.median(events_key(), 'read'))} µs with one subscriber (medians over"
+            f" rounds); paired round by round the subscriber adds {read:+.1f} µs, of which"
+            f" Pyramid's own dispatch (`/nosession`) {pyramid:+.1f} µs, leaving ours"
+            f" {ours:+.1f} µs against a noise of ±{noise:.1f} µs.",
             "",
         ]
     return out
