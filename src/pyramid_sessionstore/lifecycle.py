@@ -131,8 +131,7 @@ def _load(policy: Policy, value: str, request: Request) -> Session | None:
         policy.store.delete(key)
         events.notify(request, lambda: SessionCookieRejected(request, key, "corrupt"))
         return None
-    now = time.time()
-    if policy.max_lifetime is not None and now >= header.created + policy.max_lifetime:
+    if policy.max_lifetime is not None and time.time() >= header.created + policy.max_lifetime:
         log.info("session %s… reached max_lifetime; ended", key[:12])
         policy.store.delete(key)
         events.notify(request, lambda: SessionEnded(request, key, SessionEnded.EXPIRED))
