@@ -11,8 +11,6 @@ run on DBAPI cursors or libpq (``_connections``). No ORM, no migrations.
 from __future__ import annotations
 
 import logging
-import math
-import re
 import secrets
 import threading
 import time
@@ -44,8 +42,6 @@ except ImportError:  # the OPTIONS table stays readable without the driver
 __all__ = ["SQLStore"]
 
 security = logging.getLogger("pyramid_sessionstore.security")
-
-_NAME = re.compile(r"([A-Za-z_]\w{0,62}\.)?[A-Za-z_]\w{0,59}", re.ASCII)
 
 
 class SQLStore:
@@ -95,10 +91,10 @@ class SQLStore:
             raise missing_dependency("SQLStore", "sqlalchemy", _statements.extra_for(url or ""))
         if (url is None) == (engine is None):
             raise ValueError("url: give a database url (or, in code, an engine instead)")
-        if not _NAME.fullmatch(table):
-            raise ValueError(f"table: expected a name like sessions or schema.sessions: {table!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a whole number >= 1, got {batch_size!r}")
+        #: The table (``store.table.drop(store.engine)`` removes it).
+        self.table = _statements.table(table)
         self.batch_size, self.refresh_interval = batch_size, as_seconds(refresh_interval) or 0
         self._owned = engine is None
         if engine is None:
@@ -114,8 +110,6 @@ class SQLStore:
             engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         #: The engine, in autocommit: a statement is a transaction, no BEGIN/COMMIT trips.
         self.engine = engine
-        #: The table (``store.table.drop(store.engine)`` removes it).
-        self.table = _statements.table(table)
         self._label = f"SQLStore at {self._where} (table {self.table.fullname})"
         self._ready, self._lock, self._clock = not create_table, threading.Lock(), clock
         name = engine.dialect.name
@@ -131,21 +125,13 @@ class SQLStore:
         try:
             self._conns.check_fork()
             if not self._ready:
-                self._create()
+                with self._lock, self.engine.connect() as conn:
+                    _statements.create_table(conn, self.table)
+                    self._ready = True
             with self.engine.connect() as conn:
                 yield conn
         except sa.exc.SQLAlchemyError as err:
             raise store_error(self, action, err) from err
-
-    def _create(self) -> None:
-        with self._lock, self.engine.connect() as conn:
-            try:  # checkfirst: one query when the table exists
-                self.table.create(conn, checkfirst=True)
-            except sa.exc.DBAPIError:
-                # Another process created it between the check and the CREATE.
-                if not sa.inspect(conn).has_table(self.table.name, schema=self.table.schema):
-                    raise
-            self._ready = True
 
     def _run(self, action: str, name: str, params: dict[str, Any], rows: bool = False) -> Any:
         """Run *name*; return its first row if *rows*, else its row count (0: a taken key)."""
@@ -171,14 +157,11 @@ class SQLStore:
         """Return the live record of *key* and its seconds left (None: never)."""
         if (row := self._run(action, "load", params, rows=True)) is None:
             return None
-        data, version, left = row
-        if not (isinstance(data, (bytes, memoryview)) and isinstance(version, str) and version) or (
-            left is not None and not (type(left) in (float, int) and math.isfinite(left))
-        ):  # not a row this store wrote (text put there by hand, NULL, NaN, a number)
+        if not _statements.readable(row):
             security.warning("SQLStore: deleting unreadable record %s… in %s", key[:12], self)
             self.delete(key)
             return None
-        return Record(bytes(data), version), left
+        return Record(bytes(row[0]), row[1]), row[2]
 
     def load(self, key: str, ttl: int | None) -> Record | None:
         if (found := self._read("load", key, params := self._params(key, ttl))) is None:
@@ -236,32 +219,32 @@ class SQLStore:
         if self._owned:
             self.engine.dispose()
 
-    def _now(self) -> dict[str, float]:
-        return {} if self._clock is None else {"now": float(self._clock())}
+    def _rows(self, action: str, name: str, **params: Any) -> tuple[list[Any], int]:
+        """Run the operator's statement *name*; return its first column and row count."""
+        if self._clock is not None:
+            params["now"] = float(self._clock())
+        with self._connection(action) as conn:
+            result = conn.execute(self._sql[name], params)
+            return (list(result.scalars()) if result.returns_rows else []), result.rowcount
 
     def delete_expired(self) -> int:
         """Delete expired rows, *batch_size* at a time (short statements, few locks)."""
         removed = 0
         while True:
-            with self._connection("delete_expired") as conn:
-                keys = list(conn.execute(self._sql["expired"], self._now()).scalars())
-                if keys:
-                    params = {"keys": keys, **self._now()}
-                    removed += conn.execute(self._sql["reap"], params).rowcount
+            keys = self._rows("delete_expired", "expired")[0]
+            if keys:
+                removed += self._rows("delete_expired", "reap", keys=keys)[1]
             if len(keys) < self.batch_size:
                 return removed
 
     def keys(self) -> Iterator[str]:
         after = ""
         while True:  # pages in key order: no cursor held open between yields
-            with self._connection("keys") as conn:
-                params = {"after": after, **self._now()}
-                page = list(conn.execute(self._sql["keys"], params).scalars())
+            page = self._rows("keys", "keys", after=after)[0]
             yield from page
             if len(page) < self.batch_size:
                 return
             after = page[-1]
 
     def count(self) -> int:
-        with self._connection("count") as conn:
-            return int(conn.execute(self._sql["count"], self._now()).scalar_one())
+        return int(self._rows("count", "count")[0][0])

@@ -10,6 +10,8 @@ operator's ones (gc, scans) hit SQLAlchemy's compiled cache on every call.
 from __future__ import annotations
 
 import inspect
+import math
+import re
 from typing import Any
 
 from ...exceptions import MissingDependencyError
@@ -22,7 +24,17 @@ try:
 except ImportError:  # SQLStore reports the missing driver
     sa = None  # type: ignore[assignment]
 
-__all__ = ["HOT", "compiled", "create_engine", "extra_for", "statements", "table", "usable"]
+__all__ = [
+    "HOT",
+    "compiled",
+    "create_engine",
+    "create_table",
+    "extra_for",
+    "readable",
+    "statements",
+    "table",
+    "usable",
+]
 
 #: The database's "now" as a Unix time (other dialects get the ANSI form). Times
 #: are numbers, not TIMESTAMP columns, so no session time zone is involved.
@@ -41,6 +53,9 @@ _DEFAULT_DRIVERS = {"psycopg2": "postgresql+psycopg", "MySQLdb": "mysql+pymysql"
 _SKIP_ROLLBACK = sa is not None and "skip_autocommit_rollback" in (
     inspect.signature(sa.engine.default.DefaultDialect).parameters
 )
+
+
+_NAME = re.compile(r"([A-Za-z_]\w{0,62}\.)?[A-Za-z_]\w{0,59}", re.ASCII)
 
 
 def create_engine(url: str, options: dict[str, Any]) -> sa.engine.Engine:
@@ -91,7 +106,12 @@ def extra_for(url: str) -> str:
 
 
 def table(name: str) -> sa.Table:
-    """Return the table *name* (``schema.table`` allowed); docs/stores/sql.md has its DDL."""
+    """Return the table *name* (``schema.table`` allowed); docs/stores/sql.md has its DDL.
+
+    :raises ValueError: for a name that is not a plain identifier (or two, dotted).
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"table: expected a name like sessions or schema.sessions: {name!r}")
     schema, _, name = name.rpartition(".")
     return sa.Table(
         name,
@@ -104,6 +124,31 @@ def table(name: str) -> sa.Table:
         sa.Column("created", sa.Double(), nullable=False),
         schema=schema or None,
     )
+
+
+def create_table(conn: sa.engine.Connection, t: sa.Table) -> None:
+    """Create *t* and its index on *conn* unless it exists (one query when it does).
+
+    Another process may create it between the check and the ``CREATE``: that
+    error is swallowed once the table is seen to exist.
+    """
+    try:
+        t.create(conn, checkfirst=True)
+    except sa.exc.DBAPIError:
+        if not sa.inspect(conn).has_table(t.name, schema=t.schema):
+            raise
+
+
+def readable(row: Any) -> bool:
+    """Return whether a load's *row* (data, version, seconds left) is one the store wrote.
+
+    Not so: text put there by hand, a NULL or empty version, a NaN or non-number
+    time left.
+    """
+    data, version, left = row
+    if not (isinstance(data, (bytes, memoryview)) and isinstance(version, str) and version):
+        return False
+    return left is None or (type(left) in (float, int) and math.isfinite(left))
 
 
 def statements(t: sa.Table, dialect: str, batch_size: int, clock: bool) -> dict[str, Any]:
