@@ -37,6 +37,7 @@ _TEXT, _FLOAT8, _BYTEA = 25, 701, 17
 _OIDS = {
     b"floor_read": [_TEXT],
     b"floor_update": [_BYTEA, _TEXT, _FLOAT8, _TEXT, _TEXT],
+    b"floor_touch": [_FLOAT8, _TEXT],
 }
 #: The database's "now" as a Unix time, as SQLStore writes it (see its _statements).
 NOW = {
@@ -181,6 +182,7 @@ class RawSQL:
             f"UPDATE {table} SET data = %s, version = %s, expires_at = {now} + %s"
             f" WHERE {key} = %s AND version = %s"
         )
+        self.touch_sql = f"UPDATE {table} SET expires_at = {now} + %s WHERE {live}"
         columns = f"{key}, data, version, expires_at"
         self.insert_sql = f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, {now} + %s)"
 
@@ -229,6 +231,21 @@ class RawSQL:
         params = (data, version, float(TIMEOUT), key, expected)
         self.cursor.execute(self.update_sql, params, **self._options)
         return bool(self.cursor.rowcount == 1)
+
+    def touch(self, key: str) -> bool:
+        """Move the live row's expiry: the UPDATE an expiry refresh sends, alone."""
+        if self.kind == "postgresql":
+            params = [_DOUBLE.pack(TIMEOUT), key.encode()]
+            return self._exec(b"floor_touch", self.touch_sql, params).command_tuples == 1
+        self.cursor.execute(self.touch_sql, (float(TIMEOUT), key))
+        return bool(self.cursor.rowcount == 1)
+
+    def skip_commit_flush(self) -> None:
+        """PostgreSQL: commit without waiting for the WAL flush (``synchronous_commit = off``).
+
+        Not what any store does: it only shows how much of a write is the flush.
+        """
+        self.cursor.execute("SET synchronous_commit = off")
 
     def insert(self, key: str, data: bytes, version: str) -> None:
         self.cursor.execute(self.insert_sql, (key, data, version, float(TIMEOUT)), **self._options)

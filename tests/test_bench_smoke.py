@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from sqlstores import server_url
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -166,3 +170,26 @@ def test_bench_hot_quick_counts_the_keys_peers_lose(tmp_path: Path) -> None:
     assert results["beaker-file"]["phases"][1]["lost"] > 0
     page = (tmp_path / "benchmarks.md").read_text()
     assert "<!-- bench:hot -->" in page and "| **ours: sqlite** | 30 / 30 |" in page
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_store_level_compares_load_save_and_refresh_with_the_driver(kind: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench import storelevel
+
+    engine = "postgresql" if kind == "postgresql" else "mariadb"
+    results = storelevel.measure({engine: server_url(kind)}, [engine], rounds=1, quick=True)
+    measured = results[engine]
+    assert "error" not in measured, measured
+    assert set(measured) >= {"load", "save", "touch"}
+    paths = {"load": {"lean"}, "save": {"lean"}, "touch": {"lean"}}
+    if engine == "postgresql":  # the cursor path, and the refresh without the WAL flush
+        paths = {"load": {"lean", "cursor"}, "save": {"lean", "cursor"}}
+        paths["touch"] = {"lean", "unflushed"}
+    for op, expected in paths.items():
+        assert set(measured[op]["versus"]) == expected
+        for versus in measured[op]["versus"].values():
+            assert versus["raw_us"] > 0 and versus["ratio"] > 0
+    page = storelevel.render(results)
+    assert "`SQLStore.touch` vs the driver's UPDATE of expires_at" in page
+    assert ("synchronous_commit = off" in page) == (engine == "postgresql")
