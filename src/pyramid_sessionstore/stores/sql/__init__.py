@@ -123,7 +123,7 @@ class SQLStore:
     def _connection(self, action: str) -> Iterator[sa.engine.Connection]:
         """Yield a pooled SQLAlchemy connection (for the operator's statements)."""
         try:
-            self._conns.check_fork()
+            self._conns.release_idle()  # also forgets a parent's connections after a fork
             if not self._ready:
                 with self._lock, self.engine.connect() as conn:
                     _statements.create_table(conn, self.table)
@@ -143,7 +143,7 @@ class SQLStore:
         except (self._conns.errors, sa.exc.SQLAlchemyError) as err:
             if name == "insert" and isinstance(err, self._conns.integrity_error):
                 return 0
-            raise store_error(self, action, err, name, self._conns.errors) from None
+            raise store_error(self, action, err, name, self._conns.errors)  # noqa: B904 - its __cause__ is set
 
     def _params(self, key: str, ttl: int | None) -> dict[str, Any]:
         """Return the bind parameters every hot statement may use (floats: one plan)."""
@@ -215,7 +215,7 @@ class SQLStore:
 
     def close(self) -> None:
         """Close the pooled connections (not those of an engine given by the caller)."""
-        self._conns.close()
+        self._conns.release_idle()
         if self._owned:
             self.engine.dispose()
 

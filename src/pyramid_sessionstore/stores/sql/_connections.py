@@ -137,7 +137,7 @@ class Connections:
         self._limit = _capacity(engine.pool)
         self._wait = float(getattr(engine.pool, "_timeout", 30.0))
         self._parked: list[Any] = []  # a parent process's connections, after a fork
-        self._pid = os.getpid()
+        self._pid, self._fork_lock = os.getpid(), threading.Lock()
 
     def prepare(self, statements: dict[str, tuple[str, tuple[str, ...] | None]]) -> None:
         """Learn *statements*: name -> (SQL text, positional parameter names or None)."""
@@ -269,15 +269,28 @@ class Connections:
             self._release(old[0])
 
     def forget_parent(self) -> None:
-        """In a forked child: set the parent's connections aside and start a new pool."""
-        self._parked.extend(self._idle)  # kept referenced: never reset, closed or collected here
-        self._idle = []
-        self._held, self._turns = 0, threading.Condition()
-        self._pid = os.getpid()
-        self.engine.dispose(close=False)
+        """In a forked child: set the parent's connections aside and start a new pool.
 
-    def close(self) -> None:
-        """Return the kept connections to the pool (not the parent's, after a fork)."""
+        Once per process, whichever thread comes first; the others wait for it,
+        and the new process id is published last, so no thread of the child can
+        take a connection from the parent's pool meanwhile.
+        """
+        with self._fork_lock:
+            if self._pid == os.getpid():  # another thread did it
+                return
+            self._parked.extend(self._idle)  # kept referenced: never reset, closed or collected
+            self._idle = []
+            self._held, self._turns = 0, threading.Condition()
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+
+    def release_idle(self) -> None:
+        """Return the kept connections to the pool (not the parent's, after a fork).
+
+        Before the store closes, and before its operator statements (``count``,
+        ``keys``, ``delete_expired``), which take a connection from the pool
+        itself: idle kept ones must not leave it waiting there.
+        """
         self.check_fork()
         while self._idle:
             try:
