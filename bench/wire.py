@@ -4,9 +4,10 @@ Counting in the client (redis-py hooks, SQLAlchemy's execute events) misses
 what a driver sends on its own (``BEGIN``, a ``ROLLBACK`` at pool check-in,
 pings, ``SET`` statements, a statement prepared before it runs), and counting
 on the server (``INFO commandstats``, memcached ``stats``) mixes in every
-other client of a shared server. A :class:`CountingProxy` sits between one
-subject's connections and the server, so it sees exactly what the server
-receives from that subject and nothing else:
+other client of a shared server. A :class:`CountingProxy` sits between the
+benchmark's twin subjects and one server; the twins are counted one at a
+time (each pass reads the counters before and after it), so a pass sees
+exactly what the server receives from that subject and nothing else:
 
 - **round trips**: a round trip starts when the client sends after the server
   last spoke (a pipeline of several commands is one);
