@@ -58,7 +58,9 @@ from .hot_app import Row
 from .hot_app import hot_urls
 from .loadgen import free_port
 from .loadgen import percentile
+from .loadgen import pin
 from .loadgen import wait_for_port
+from .loadgen import wait_for_workers
 from .report import DOCS
 from .report import describe_machine
 from .report import update_docs
@@ -67,8 +69,6 @@ from .subjects import server_reachable
 __all__ = ["Writer", "hammer", "main", "run_row"]
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Connections a writer may open looking for one to each worker process.
-PIN_TRIES = 60
 #: Seconds the server's worker processes have to all answer after it listens.
 BOOT_LIMIT = 30.0
 #: Seconds one phase (one row, one number of writers) may take before it is cut short.
@@ -100,22 +100,6 @@ def _read(conn: http.client.HTTPConnection, path: str, cookie: str) -> tuple[int
     response = conn.getresponse()
     body = response.read().decode()
     return response.status, response.getheader(WORKER_HEADER) or "?", body
-
-
-def pinned(port: int, wanted: int = 2) -> dict[str, http.client.HTTPConnection]:
-    """Return keep-alive connections to up to *wanted* worker processes, by worker pid."""
-    found: dict[str, http.client.HTTPConnection] = {}
-    for _ in range(PIN_TRIES):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        worker = _read(conn, "/whoami", "")[1]
-        if worker in found:
-            conn.close()
-            time.sleep(0.002)  # let the other process's accept loop have the next one
-        else:
-            found[worker] = conn
-        if len(found) == wanted:
-            break
-    return found
 
 
 def _start_session(port: int) -> str:
@@ -173,7 +157,7 @@ def hammer(port: int, writers: int, writes: int) -> dict[str, Any]:
     """Run one phase: *writers* threads, *writes* new keys each, on one new session."""
     cookie = _start_session(port)
     crew = [Writer(t) for t in range(writers)]
-    links = [list(pinned(port).values()) for _ in crew]
+    links = [list(pin(port, 2).values()) for _ in crew]
     start = threading.Barrier(writers + 1, timeout=60)
     deadline = time.monotonic() + PHASE_LIMIT
     threads = [
@@ -190,7 +174,7 @@ def hammer(port: int, writers: int, writes: int) -> dict[str, Any]:
     hung = sum(thread.is_alive() for thread in threads)
     saved = {key for w in crew for key in w.saved}
     views = {}
-    for worker, conn in pinned(port).items():  # what a browser reads back, from each process
+    for worker, conn in pin(port, 2).items():  # what a browser reads back, from each process
         try:
             status, _, body = _read(conn, "/keys", cookie)
         finally:
@@ -245,20 +229,6 @@ def _stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def _wait_for_workers(port: int, wanted: int = 2) -> None:
-    """Return once *wanted* worker processes answer (the master listens before they do)."""
-    deadline = time.monotonic() + BOOT_LIMIT
-    while True:
-        found = pinned(port, wanted)
-        for conn in found.values():
-            conn.close()
-        if len(found) == wanted:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(found)} worker process(es) answered in {BOOT_LIMIT} s")
-        time.sleep(0.2)
-
-
 def run_row(row: Row, writer_counts: list[int], writes: int, threads: int) -> dict[str, Any]:
     """Serve *row* and run one phase per number of writers; return its numbers."""
     workdir = tempfile.mkdtemp(prefix="bench-hot-")
@@ -266,7 +236,7 @@ def run_row(row: Row, writer_counts: list[int], writes: int, threads: int) -> di
     proc = _start_server(row, port, threads, workdir)
     try:
         wait_for_port(port, proc)
-        _wait_for_workers(port)
+        wait_for_workers(port, 2, BOOT_LIMIT)
         phases = [hammer(port, n, writes) for n in writer_counts]
     finally:
         _stop_server(proc)

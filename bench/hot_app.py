@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .loadgen import PID_HEADER
 from .subjects import Built
 from .subjects import Context
 from .subjects import _beaker
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 ATTEMPTS_HEADER = "X-Bench-Attempts"
-WORKER_HEADER = "X-Bench-Worker"
+WORKER_HEADER = PID_HEADER  # the load generator's: it pins connections by it
 #: The SQL table ours keeps the hot sessions in (dropped before and after a run).
 HOT_TABLE = "bench_hot"
 #: Redis db 13 is this scenario's own (``make bench`` and ``make load`` empty db 14).

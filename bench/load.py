@@ -258,7 +258,7 @@ def run_store(row: str, args: argparse.Namespace) -> dict[str, Any]:
         wait_for_workers(port, args.workers)
         sessions = open_sessions(port, math.ceil(args.clients / args.per_session))
         clients = [Client(i, sessions[i // args.per_session]) for i in range(args.clients)]
-        links = [pin(port, args.workers) for _ in clients]
+        links = [list(pin(port, args.workers).values()) for _ in clients]
         server_cpu(proc.pid, before)
         started = time.monotonic()
         deadline = started + args.seconds

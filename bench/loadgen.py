@@ -133,12 +133,12 @@ def _connect(port: int) -> http.client.HTTPConnection:
     return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
 
-def pin(port: int, wanted: int) -> list[http.client.HTTPConnection]:
+def pin(port: int, wanted: int) -> dict[str, http.client.HTTPConnection]:
     """Return keep-alive connections to up to *wanted* distinct worker processes.
 
     The kernel hands a new connection to whichever worker accepts first, so
     this opens connections (``/whoami``, no session) until the answers have
-    named *wanted* pids, closing the duplicates.
+    named *wanted* pids, closing the duplicates. Returns them by worker pid.
     """
     found: dict[str, http.client.HTTPConnection] = {}
     for _ in range(PIN_TRIES):
@@ -156,7 +156,7 @@ def pin(port: int, wanted: int) -> list[http.client.HTTPConnection]:
             found[pid] = conn
         if len(found) >= wanted:
             break
-    return list(found.values())
+    return found
 
 
 def wait_for_workers(port: int, wanted: int, timeout: float = 30) -> None:
@@ -164,7 +164,7 @@ def wait_for_workers(port: int, wanted: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         conns = pin(port, wanted)
-        for conn in conns:
+        for conn in conns.values():
             conn.close()
         if len(conns) >= wanted:
             return
@@ -279,7 +279,7 @@ def verify(port: int, sessions: list[Shared], clients: list[Client], workers: in
         acked[client.session.index].update(f"{client.index}-{n}" for n in client.acked)
     for client in clients:
         client.session.pids.update(client.pids)
-    conns = pin(port, workers)
+    conns = list(pin(port, workers).values())
     try:
         for session in sessions:
             views = []
