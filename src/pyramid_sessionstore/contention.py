@@ -62,23 +62,40 @@ class KeyLocks:
         :param timeout: seconds to wait for the lock; -1 waits for ever.
         :raises LockTimeout: when the lock was not had within *timeout*.
         """
+        held = self.acquire(key, timeout)
+        try:
+            yield
+        finally:
+            self.release(key, held)
+
+    def acquire(self, key: str, timeout: float = -1) -> _Held:
+        """Take *key*'s lock and return the token :meth:`release` takes back.
+
+        :meth:`hold` without a generator, for the write path.
+
+        :param timeout: seconds to wait for the lock; -1 waits for ever.
+        :raises LockTimeout: when the lock was not had within *timeout*.
+        """
         with self._guard:
             held = self._held.get(key)
             if held is None:
                 held = self._held[key] = _Held()
             held.count += 1
-        try:
-            if not held.lock.acquire(timeout=timeout):
-                raise LockTimeout(f"key {key[:12]}… stayed locked for {timeout:.3f} s")
-            try:
-                yield
-            finally:
-                held.lock.release()
-        finally:
-            with self._guard:
-                held.count -= 1
-                if held.count == 0:
-                    del self._held[key]
+        if held.lock.acquire(timeout=timeout):
+            return held
+        self._leave(key, held)
+        raise LockTimeout(f"key {key[:12]}… stayed locked for {timeout:.3f} s")
+
+    def release(self, key: str, held: _Held) -> None:
+        """Give back *key*'s lock, taken by :meth:`acquire` as *held*."""
+        held.lock.release()
+        self._leave(key, held)
+
+    def _leave(self, key: str, held: _Held) -> None:
+        with self._guard:
+            held.count -= 1
+            if held.count == 0:
+                del self._held[key]
 
     def __len__(self) -> int:
         return len(self._held)

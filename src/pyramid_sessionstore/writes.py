@@ -164,11 +164,14 @@ def _contended(
     """
     budget = Budget(policy.conflict_timeout)
     try:
-        with KEY_LOCKS.hold(key, budget.turn_wait()):
-            budget.restart()
-            return _retry(policy, session, key, session_id, data_bytes, write, budget)
+        held = KEY_LOCKS.acquire(key, budget.turn_wait())
     except LockTimeout:
         raise _busy(policy, key, budget) from None
+    try:
+        budget.restart()
+        return _retry(policy, session, key, session_id, data_bytes, write, budget)
+    finally:
+        KEY_LOCKS.release(key, held)
 
 
 def _retry(
