@@ -133,18 +133,21 @@ class RawSQL:
     """Session rows in *table* through the bare DBAPI driver of *url* (autocommit).
 
     :param kind: ``postgresql`` (psycopg, prepared statements) or ``mariadb`` (PyMySQL).
+    :param conn: a driver connection in autocommit to use instead of opening one
+        (not closed by :meth:`close`): the store level runs the bare driver on
+        the store's own connection, so both talk to the same server process.
     """
 
-    def __init__(self, kind: str, url: str, table: str) -> None:
+    def __init__(self, kind: str, url: str, table: str, conn: Any = None) -> None:
         import sqlalchemy as sa
 
-        self.kind, self.table = kind, table
+        self.kind, self.table, self._owned = kind, table, conn is None
         parts = sa.engine.make_url(url)
         if kind == "postgresql":
             import psycopg
 
             query = {k: str(v) for k, v in parts.query.items()}
-            self.conn: Any = psycopg.connect(
+            self.conn: Any = conn or psycopg.connect(
                 host=parts.host,
                 port=parts.port or 5432,
                 user=parts.username,
@@ -160,7 +163,7 @@ class RawSQL:
         else:
             import pymysql
 
-            self.conn = pymysql.connect(
+            self.conn = conn or pymysql.connect(
                 host=parts.host,
                 port=parts.port or 3306,
                 user=parts.username,
@@ -278,7 +281,8 @@ class RawSQL:
         return result
 
     def close(self) -> None:
-        self.conn.close()
+        if self._owned:
+            self.conn.close()
 
     def session_factory(self) -> Callable[[Any], FloorSession]:
         """Return the floor session factory on this table."""
