@@ -189,6 +189,7 @@ def open_sessions(port: int, count: int) -> list[Shared]:
 
 
 def _seqs(body: str) -> set[int]:
+    """Return the sequence numbers a ``/read`` answered (:raises ValueError: for anything else)."""
     return {int(s) for s in body.split()}
 
 
@@ -201,71 +202,91 @@ def drive(
     seed: int,
 ) -> None:
     """Send *client*'s reads and writes until *deadline*, alternating over *conns*."""
+    try:
+        _drive(port, client, conns, deadline, write_share, seed)
+    except BaseException as err:  # noqa: BLE001 - a client that stops early is an error
+        client.errors.append(f"client {client.index} stopped early: {type(err).__name__}: {err}")
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _drive(
+    port: int,
+    client: Client,
+    conns: list[http.client.HTTPConnection],
+    deadline: float,
+    write_share: float,
+    seed: int,
+) -> None:
     rng = random.Random(seed)
     perf = time.perf_counter_ns
     cookie = client.session.cookie
     turn = rng.randrange(len(conns))
-    try:
-        while time.monotonic() < deadline:
-            write = rng.random() < write_share
+    while time.monotonic() < deadline:
+        write = rng.random() < write_share
+        if write:
+            client.seq += 1
+            path = f"/mark?k={client.index}-{client.seq}"
+        else:
+            path = f"/read?c={client.index}"
+            expected = set(client.acked)  # every write acknowledged before this read
+        turn = (turn + 1) % len(conns)
+        t0 = perf()
+        try:
+            answer = _request(conns[turn], path, cookie)
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            client.errors.append(f"{path}: {type(err).__name__}: {err}")
             if write:
-                client.seq += 1
-                path = f"/mark?k={client.index}-{client.seq}"
-            else:
-                path = f"/read?c={client.index}"
-                expected = set(client.acked)  # every write acknowledged before this read
-            turn = (turn + 1) % len(conns)
-            t0 = perf()
-            try:
-                answer = _request(conns[turn], path, cookie)
-            except (OSError, http.client.HTTPException) as err:
-                client.errors.append(f"{path}: {type(err).__name__}: {err}")
-                if write:
-                    client.unknown.add(client.seq)
-                conns[turn].close()
-                conns[turn] = _connect(port)  # to whichever worker accepts it
-                continue
-            client.latencies_ns.append(perf() - t0)
+                client.unknown.add(client.seq)
+            conns[turn].close()
+            conns[turn] = _connect(port)  # to whichever worker accepts it
+            continue
+        client.latencies_ns.append(perf() - t0)
+        if answer.pid == "?":
+            client.errors.append(f"{path}: answered without {PID_HEADER}")
+        else:
             client.pids[answer.pid] += 1
+        if write:
+            client.writes += 1
+        else:
+            client.reads += 1
+        if answer.cookie is not None and answer.cookie != cookie:
+            client.errors.append(f"{path}: the response set another session cookie")
             if write:
-                client.writes += 1
-            else:
-                client.reads += 1
-            if answer.cookie is not None and answer.cookie != cookie:
-                client.errors.append(f"{path}: the response set another session cookie")
-                if write:
-                    client.unknown.add(client.seq)
-                continue
-            if answer.status == 503 and answer.retry_after and answer.body == "busy":
-                client.busy += 1
-                if write:
-                    client.unknown.add(client.seq)
-                continue
-            if answer.status != 200:
-                client.errors.append(f"{path}: answered {answer.status}: {answer.body[:80]!r}")
-                if write:
-                    client.unknown.add(client.seq)
-                continue
+                client.unknown.add(client.seq)
+            continue
+        if answer.status == 503 and answer.retry_after and answer.body == "busy":
+            client.busy += 1
             if write:
-                client.acked.add(client.seq)
-                client.retried += answer.attempts > 1
-                continue
+                client.unknown.add(client.seq)
+            continue
+        if answer.status != 200:
+            client.errors.append(f"{path}: answered {answer.status}: {answer.body[:80]!r}")
+            if write:
+                client.unknown.add(client.seq)
+            continue
+        if write:
+            client.acked.add(client.seq)
+            client.retried += answer.attempts > 1
+            continue
+        try:
             present = _seqs(answer.body)
-            missing = expected - present
-            if missing:
-                fresh = missing - client.missed
-                client.missed |= missing
-                if fresh and len(client.miss_samples) < SAMPLES:
-                    client.miss_samples.append(
-                        f"client {client.index} (session {client.session.index}): read through"
-                        f" pid {answer.pid} lacks acknowledged write(s) {sorted(fresh)[:5]}"
-                    )
-            strange = present - client.acked - client.unknown
-            if strange:
-                client.errors.append(f"{path}: keys never sent {sorted(strange)[:5]}")
-    finally:
-        for conn in conns:
-            conn.close()
+        except ValueError:
+            client.errors.append(f"{path}: answered {answer.body[:80]!r}, not key numbers")
+            continue
+        missing = expected - present
+        if missing:
+            fresh = missing - client.missed
+            client.missed |= missing
+            if fresh and len(client.miss_samples) < SAMPLES:
+                client.miss_samples.append(
+                    f"client {client.index} (session {client.session.index}): read through"
+                    f" pid {answer.pid} lacks acknowledged write(s) {sorted(fresh)[:5]}"
+                )
+        strange = present - client.acked - client.unknown
+        if strange:
+            client.errors.append(f"{path}: keys never sent {sorted(strange)[:5]}")
 
 
 def verify(port: int, sessions: list[Shared], clients: list[Client], workers: int) -> None:
@@ -290,7 +311,7 @@ def verify(port: int, sessions: list[Shared], clients: list[Client], workers: in
                     continue
                 if answer.status == 200 and answer.cookie in (None, session.cookie):
                     views.append(set(answer.body.split()))
-            session.checked = len(views) == len(conns) and bool(views)
+            session.checked = len(views) == workers  # read through every worker process
             if session.checked:
                 lost = [k for k in acked[session.index] if any(k not in v for v in views)]
                 session.lost = sorted(lost, key=lambda k: tuple(map(int, k.split("-"))))

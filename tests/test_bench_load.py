@@ -65,3 +65,56 @@ def test_load_reports_no_lost_update_with_compare_and_set(tmp_path: Path) -> Non
     assert result["sessions_checked"] == result["sessions"] == 4
     assert result["sessions_on_every_worker"] == result["sessions"]
     assert status == 0, stderr
+
+
+def _result(**changes: Any) -> dict[str, Any]:
+    """A clean result of one store, as run_store returns it, with *changes*."""
+    result = {
+        "store": "sqlite",
+        "clients": 16,
+        "sessions": 4,
+        "writes": 100,
+        "acknowledged": 100,
+        "retried": 12,
+        "errors": 0,
+        "lost_updates": 0,
+        "read_misses": 0,
+        "sessions_checked": 4,
+        "sessions_on_every_worker": 4,
+        "clients_on_every_worker": 16,
+    }
+    return result | changes
+
+
+@pytest.mark.parametrize(
+    ("changes", "blind", "said"),
+    [
+        ({}, False, None),
+        ({"acknowledged": 0, "retried": 0}, False, "writes acknowledged"),
+        ({"acknowledged": 40}, False, "writes acknowledged"),
+        ({"retried": 0}, False, "never overlapped"),
+        ({"retried": 0}, True, None),  # blind saves never conflict
+        ({"clients_on_every_worker": 15}, False, "15/16 clients"),
+        ({"sessions_on_every_worker": 3}, False, "3/4 sessions"),
+        ({"sessions_checked": 3}, False, "not checked"),
+    ],
+)
+def test_a_run_that_checked_too_little_fails(
+    changes: dict[str, Any], blind: bool, said: str | None
+) -> None:
+    """A second review found runs that passed having checked nothing (all writes busy,
+    clients pinned to one worker, a server down): each now fails, saying why."""
+    sys.path.insert(0, str(ROOT))
+    from argparse import Namespace
+
+    from bench.load import failures
+
+    args = Namespace(workers=2, per_session=4, blind_writes=blind)
+    problems = failures(_result(**changes), args)
+    if said is None:
+        assert problems == []
+    else:
+        assert any(said in p for p in problems), problems
+    assert failures({"store": "memcached", "skipped": "memcached unreachable"}, args) == [
+        "not run: memcached unreachable"
+    ]
