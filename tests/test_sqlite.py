@@ -481,3 +481,41 @@ def test_writer_killed_mid_write_leaves_every_row_intact(db: Path) -> None:
         store.close()
     with raw(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def _open_at(path: str, start: float) -> None:
+    """In a forked child: open a store on *path* at wall-clock *start*; exit 0 if it worked."""
+    import os
+    import time
+
+    status = 1
+    try:
+        while time.time() < start:
+            pass
+        SQLiteStore(path=path).save("k" * 60 + str(os.getpid()), b"x", 60, None)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def test_processes_opening_a_new_file_together_all_start(tmp_path: Path) -> None:
+    """Workers started without --preload on a new file: each switches it to WAL.
+
+    SQLite answers that switch with "database is locked" at once, without its
+    busy handler, while another connection holds the file; before, about one
+    process in five failed at start-up (found by CI on the two-process test).
+    """
+    import os
+    import time
+
+    failed = 0
+    for round_no in range(6):
+        path, start = str(tmp_path / f"s{round_no}.sqlite"), time.time() + 0.3
+        pids = []
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:  # the child: never returns into pytest
+                _open_at(path, start)
+            pids.append(pid)
+        failed += sum(os.waitpid(pid, 0)[1] != 0 for pid in pids)
+    assert failed == 0

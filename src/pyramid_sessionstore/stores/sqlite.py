@@ -9,7 +9,8 @@ plus a slack (``refresh_interval``) ahead and a load rewrites one only when less
 than ``ttl`` is left, so readers rarely queue for the lock and a record ends
 late by at most the slack, never early. A mangled row is a miss, and deleted.
 Not for many machines, nor on a network filesystem. Expired rows stay until
-``psessions gc``. The statements are in :mod:`._sqlite_statements`.
+``psessions gc``. The statements are in :mod:`._sqlite_statements`, the
+connections in :mod:`._sqlite_connections`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import os
 import re
 import secrets
 import sqlite3
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from typing import Any
 from typing import ClassVar
 
 from ..exceptions import ConflictError
+from ._sqlite_connections import Connection
+from ._sqlite_connections import ThreadConnections
 from ._sqlite_statements import STATEMENTS
 from .base import Clock
 from .base import Converter
@@ -41,7 +42,6 @@ security_log = logging.getLogger("pyramid_sessionstore.security")
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _VERSION = re.compile(r"[0-9]{1,19}\Z")  # a random 62-bit start, + 1 per update; 64-bit column
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
-_AUTOCOMMIT: dict[str, Any] = {"isolation_level": None, "check_same_thread": False}
 
 
 def _as_path(value: Any) -> str:
@@ -55,20 +55,6 @@ def _as_synchronous(value: Any) -> str:
     if str(value).lower() not in _SYNCHRONOUS:
         raise ValueError(f"expected one of {', '.join(_SYNCHRONOUS)}, got {value!r}")
     return str(value).lower()
-
-
-class _Connection(sqlite3.Connection):
-    """A connection that knows its process and generation (and can be weakly referenced)."""
-
-    pid: int
-    generation: int
-    closer: weakref.finalize[[_Connection], threading.Thread]
-
-
-def _close(conn: _Connection) -> None:
-    """Close *conn*, unless it was inherited through fork: the parent still uses it."""
-    if conn.pid == os.getpid():
-        conn.close()
 
 
 class SQLiteStore:
@@ -107,8 +93,9 @@ class SQLiteStore:
         self.busy_timeout, self.synchronous = busy_timeout, _as_synchronous(synchronous)
         self.refresh_interval = as_seconds(refresh_interval) or 0
         self._clock, self._guard = clock, UnavailableOn(self, (sqlite3.Error, OSError))
-        self._local, self._lock, self._generation = threading.local(), threading.Lock(), 0
-        self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._connections = ThreadConnections(self.path, busy_timeout, self.synchronous)
+        #: This thread's connection (opened at first use).
+        self._conn = self._connections.get
         names = {"t": f'"{table}"', "i": f'"{table}_expires_at"'}
         self._sql = {name: sql.format(**names) for name, sql in STATEMENTS.items()}
         with self._guard:  # fail at start-up, not at the first request
@@ -120,31 +107,11 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore(path={self.path!r}, table={self.table!r})"
 
-    def _conn(self) -> _Connection:
-        """Return this thread's connection, opening one when there is none yet."""
-        conn: _Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.generation == self._generation and conn.pid == os.getpid():
-            return conn
-        conn = sqlite3.connect(self.path, self.busy_timeout, factory=_Connection, **_AUTOCOMMIT)
-        conn.pid, conn.generation = os.getpid(), self._generation
-        # Closed when this thread ends, or by close(); never in a child process.
-        conn.closer = weakref.finalize(threading.current_thread(), _close, conn)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        except BaseException:
-            conn.closer()
-            raise
-        self._local.conn = conn
-        with self._lock:
-            self._conns.add(conn)
-        return conn
-
     def _expiry(self, ttl: int | None, now: float) -> float | None:
         """Return when a record written now with *ttl* expires: after ttl and the slack."""
         return None if ttl is None else now + ttl + min(self.refresh_interval, ttl / 2)
 
-    def _row(self, conn: _Connection, key: str, now: float) -> tuple[Record, float | None] | None:
+    def _row(self, conn: Connection, key: str, now: float) -> tuple[Record, float | None] | None:
         """Return *key*'s live record and its stored expiry; delete a mangled row."""
         if (row := conn.execute(self._sql["select"], {"key": key}).fetchone()) is None:
             return None
@@ -218,11 +185,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close the connections of every thread; a later call opens new ones."""
-        with self._lock:
-            self._generation += 1
-            conns, self._conns = list(self._conns), weakref.WeakSet()
-        for conn in conns:
-            conn.closer()
+        self._connections.close()
 
     def delete_expired(self) -> int:
         """Remove expired rows, ``BATCH`` per transaction so writers are not held up."""
