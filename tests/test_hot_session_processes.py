@@ -171,8 +171,12 @@ def test_two_processes_of_writers_lose_nothing(workers: Workers, threads: int) -
 def test_writers_beyond_the_budget_get_503_and_nothing_saved_is_lost(
     kind: str, tmp_path: Path
 ) -> None:
-    """Far more writers than a 10 ms budget absorbs: the documented outcome, no loss."""
-    settings = {**settings_for(kind, tmp_path), "session.conflict_timeout": "0.01"}
+    """Far more writers than a 1 ms budget absorbs: the documented outcome, no loss.
+
+    (A 10 ms budget sometimes absorbed all 32 writers on Redis, and then the
+    test showed nothing.)
+    """
+    settings = {**settings_for(kind, tmp_path), "session.conflict_timeout": "0.001"}
     running = Workers(settings)
     try:
         cookie, failures, saved = hammer(running, 32, 5)
