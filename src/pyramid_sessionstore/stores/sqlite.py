@@ -62,7 +62,8 @@ class SQLiteStore:
 
     :param path: the database file; it and its directory are created when missing.
     :param table: the table name, created when missing. Default: ``sessions``.
-    :param busy_timeout: seconds a write waits for the lock before failing. Default: 5.
+    :param busy_timeout: seconds a write (or the switch of a new file to WAL) waits for
+        the lock before failing. Default: 5.
     :param synchronous: ``PRAGMA synchronous``, off, normal, full or extra. With WAL,
         ``normal`` survives an application crash, not a power cut. Default: ``normal``.
     :param refresh_interval: seconds a record may outlive its ttl (at most half the
