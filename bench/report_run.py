@@ -153,7 +153,7 @@ def render(data: dict[str, Any]) -> str:
         out += [f"### {title}", "", _scenario_table(n, data, sc["name"]), ""]
     if data.get("store_level"):
         out += [
-            "### Store level: SQLStore next to its bare driver",
+            "### Store level: SQLStore and RedisStore next to their bare drivers",
             "",
             " ".join(storelevel.__doc__.split("\n\n", 1)[1].split()),
             "",

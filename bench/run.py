@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         collect(runners, statuses)
         clock.uninstall()
         ran = {r.subject.engine for r in runners if r.subject.role == "ours"}
-        kinds = [k for k in ("postgresql", "mariadb") if k in ran]
+        kinds = [k for k in ("postgresql", "mariadb", "redis") if k in ran]
         if kinds:
             _log(f"store level: {', '.join(kinds)}")
             store_level = storelevel.measure(urls, kinds, opts.repeats, args.quick)

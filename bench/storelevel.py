@@ -1,4 +1,4 @@
-"""Store level: SQLStore next to its bare driver, on PostgreSQL and MariaDB, paired.
+"""Store level: SQLStore and RedisStore next to their bare drivers, paired.
 
 No Pyramid, no cookies, no serializer: ``SQLStore.load`` against the bare
 driver's read of the same row shape (one prepared ``SELECT data, version,
@@ -17,7 +17,8 @@ database's clock, its kept connections), with a pool of one connection,
 which the bare driver shares: both talk to the same server process (on two
 connections, the scheduler's placing of two server processes on the 2
 cores alone moved a round trip between about 20 and 60 µs). The
-``synchronous_commit = off`` row has a connection of its own. In each round a batch of each runs,
+``synchronous_commit = off`` row has a connection of its own. Redis: see
+:func:`measure_redis`. In each round a batch of each runs,
 in rotating order; a ratio is the median over rounds of the ratio within a
 round, so drift of the shared machine cancels.
 """
@@ -143,12 +144,60 @@ def measure_engine(kind: str, url: str, rounds: int, reads: int, writes: int) ->
         store.engine.dispose()
 
 
+def measure_redis(url: str, rounds: int, reads: int, writes: int) -> dict[str, Any]:
+    """``RedisStore.load`` and ``save`` next to a bare ``GET`` and ``SET … EX``, paired.
+
+    The bare commands go over the store's own kept connection (one redis-py
+    ``Connection``, no client wrapper). ``SET … EX`` is what a store without a
+    compare-and-set sends (pyramid_session_redis); ``save`` is the
+    compare-and-set script, so the difference is what keeping concurrent
+    writes costs. A key of ``bench:`` prefix holds the bare value.
+    """
+    from pyramid_sessionstore.stores import RedisStore
+
+    store = RedisStore(url=url)
+    key, raw_key = secrets.token_hex(32), f"bench:storelevel:{secrets.token_hex(16)}"
+    versions = [store.save(key, DATA, 1200, None)]
+    store.load(key, 1200)  # the store keeps its connection: the bare commands use it too
+    conn = store._commands._idle[-1]  # type: ignore[union-attr]
+
+    def command(*args: Any) -> Any:
+        conn.send_command(*args)
+        return conn.read_response()
+
+    def save() -> None:
+        versions.append(store.save(key, DATA, 1200, versions.pop()))
+
+    try:
+        command("SET", raw_key, DATA, "EX", 1200)
+        for _ in range(3):
+            _batch(lambda: store.load(key, 1200), 20)
+            _batch(lambda: command("GET", raw_key), 20)
+            _batch(save, 5)
+            _batch(lambda: command("SET", raw_key, DATA, "EX", 1200), 5)
+        get = {"lean": lambda: command("GET", raw_key)}
+        set_ex = {"lean": lambda: command("SET", raw_key, DATA, "EX", 1200)}
+        return {
+            "load": _paired(get, lambda: store.load(key, 1200), reads, rounds),
+            "save": _paired(set_ex, save, writes, rounds),
+            "rounds": rounds,
+            "batch": {"load": reads, "save": writes},
+        }
+    finally:
+        command("DEL", raw_key)
+        store.delete(key)
+        store.close()
+
+
 def measure(urls: dict[str, str], kinds: list[str], rounds: int, quick: bool) -> dict[str, Any]:
     """Return the store-level numbers of every engine in *kinds* (errors reported, not raised)."""
     reads, writes = (30, 5) if quick else (300, 40)
     results: dict[str, Any] = {}
     for kind in kinds:
         try:
+            if kind == "redis":
+                results[kind] = measure_redis(urls[kind], rounds, reads, writes)
+                continue
             results[kind] = measure_engine(kind, urls[kind], rounds, reads, writes)
         except Exception as err:  # noqa: BLE001 - one engine down must not end the run
             results[kind] = {"error": f"{type(err).__name__}: {err}".splitlines()[0][:300]}
@@ -162,24 +211,26 @@ def render(results: dict[str, Any]) -> str:
         if "error" in result:
             rows.append([kind, result["error"], "—", "—", "—"])
             continue
-        for op, driver in _OPS:
+        store, ops = ("RedisStore", _REDIS_OPS) if kind == "redis" else ("SQLStore", _OPS)
+        for op, driver in ops:
             if op not in result:
                 continue
             measured = result[op]
             for path, versus in measured["versus"].items():
                 how = _PATHS[kind][path]
-                target = f"target ≤ {TARGETS[op]}x" if op in TARGETS else "no target"
+                sql = kind != "redis" and op in TARGETS
+                target = f"target ≤ {TARGETS[op]}x" if sql else "no target"
                 rows.append(
                     [
                         kind,
-                        f"`SQLStore.{op}` vs the driver's {driver} ({how})",
+                        f"`{store}.{op}` vs the driver's {driver} ({how})",
                         fmt_us(versus["raw_us"]),
                         fmt_us(measured["ours_us"]),
                         f"**{versus['ratio']:.2f}x** ({versus['ratio_q1']:.2f}–"
                         f"{versus['ratio_q3']:.2f}), {target}" + _NOTES.get(path, ""),
                     ]
                 )
-    header = ["engine", "comparison", "driver µs", "SQLStore µs", "ours / driver (IQR)"]
+    header = ["engine", "comparison", "driver µs", "store µs", "ours / driver (IQR)"]
     return md_table(header, rows)
 
 
@@ -189,8 +240,14 @@ _OPS = (
     ("save", "conditional UPDATE"),
     ("touch", "UPDATE of expires_at (an expiry refresh)"),
 )
+#: The same for RedisStore.
+_REDIS_OPS = (
+    ("load", "`GET`"),
+    ("save", "`SET … EX`, which a store without compare-and-set sends"),
+)
 #: How each driver path runs, per engine.
 _PATHS = {
+    "redis": {"lean": "the store's own kept redis-py Connection"},
     "postgresql": {
         "lean": "psycopg.pq: prepared, libpq, binary",
         "cursor": "psycopg cursor, prepare=True, binary",

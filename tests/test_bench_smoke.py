@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from servers import REDIS_URL
+from servers import ensure_server
 from sqlstores import server_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,3 +195,19 @@ def test_store_level_compares_load_save_and_refresh_with_the_driver(kind: str) -
     page = storelevel.render(results)
     assert "`SQLStore.touch` vs the driver's UPDATE of expires_at" in page
     assert ("synchronous_commit = off" in page) == (engine == "postgresql")
+
+
+def test_store_level_compares_the_redis_store_with_bare_commands() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench import storelevel
+
+    ensure_server("redis", REDIS_URL, 6379)
+    results = storelevel.measure({"redis": REDIS_URL}, ["redis"], rounds=1, quick=True)
+    measured = results["redis"]
+    assert "error" not in measured, measured
+    for op in ("load", "save"):
+        assert set(measured[op]["versus"]) == {"lean"}
+        assert measured[op]["versus"]["lean"]["raw_us"] > 0
+    page = storelevel.render(results)
+    assert "`RedisStore.load` vs the driver's `GET`" in page
+    assert "`RedisStore.save` vs the driver's `SET … EX`" in page
