@@ -158,8 +158,8 @@ fixed, and the tables below are measured the new way.
   both send two commands, so ours can only win on CPU, and its second
   command is the compare-and-set script, which costs more than the peer's
   plain `SET … EX`: the store-level table times `RedisStore.save` next to
-  that `SET` on the same connection (3 to 6.5 µs more per write in the
-  runs so far). That script is what keeps every write in "Hot session"
+  that `SET` on the same connection (3 to 8 µs more per write in the runs
+  so far). That script is what keeps every write in "Hot session"
   below, where the peer loses most of them. The margin moves between runs
   (1.16x to 1.35x so far).
 - **Encryption at rest on the SQL rows** (at most 10 µs per `/read`): the
