@@ -170,9 +170,12 @@ fixed, and the tables below are measured the new way.
 - **Events** (a subscriber changes `/read` by no more than the noise beyond
   Pyramid's own dispatch): on a plain `/read` no code of ours runs
   differently when a subscriber exists (events are sent when a session is
-  created, ended or rejected, a write conflicts, or a store fails); the
-  1 to 2 µs left after subtracting Pyramid's own dispatch is at the edge of
-  this measurement's noise.
+  created, ended or rejected, a write conflicts, or a store fails). A
+  call-count profile of `/read` with and without the subscriber differs
+  only in Pyramid's four notifications (`NewRequest`, `BeforeTraversal`,
+  `ContextFound`, `NewResponse`), the same four as on `/nosession`; they
+  cost about 1.4 µs more on a `/read` than on a `/nosession` (a focused A/B
+  of 25 rounds: 1.24 to 1.51 µs), which is what the row calls "ours".
 
 ## What issues 11, 13 and 15 added
 
