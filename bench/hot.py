@@ -56,6 +56,7 @@ from .hot_app import ROWS
 from .hot_app import WORKER_HEADER
 from .hot_app import Row
 from .hot_app import hot_urls
+from .loadgen import empty_servers
 from .loadgen import free_port
 from .loadgen import percentile
 from .loadgen import pin
@@ -250,29 +251,6 @@ def run_row(row: Row, writer_counts: list[int], writes: int, threads: int) -> di
     }
 
 
-def reset(kinds: set[str]) -> None:
-    """Empty this scenario's Redis db and drop its SQL table, on the servers in *kinds*."""
-    urls = hot_urls()
-    if "redis" in kinds:
-        import redis
-
-        client = redis.Redis.from_url(urls["redis"])
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-    for kind in ("postgresql", "mariadb"):
-        if kind in kinds:
-            import sqlalchemy as sa
-
-            engine = sa.create_engine(urls[kind], isolation_level="AUTOCOMMIT")
-            try:
-                with engine.connect() as conn:
-                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {HOT_TABLE}"))
-            finally:
-                engine.dispose()
-
-
 def failed(results: list[dict[str, Any]]) -> list[str]:
     """Return what ours got wrong: lost keys, or answers other than 200 and 503."""
     problems = []
@@ -313,12 +291,12 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"row": key, "label": row.label, "role": row.role, "skipped": True})
             continue
         kinds = {row.server} if row.server else set()
-        reset(kinds)
+        empty_servers(kinds, hot_urls(), HOT_TABLE)
         print(f"hot: {key} ...", file=sys.stderr, flush=True)
         try:
             results.append(run_row(row, writer_counts, writes, args.threads))
         finally:
-            reset(kinds)
+            empty_servers(kinds, hot_urls(), HOT_TABLE)
         for phase in results[-1]["phases"]:
             shown = {k: phase[k] for k in ("writers", "requests_per_s", "lost", "errors")}
             print(f"hot: {key}: {shown}", file=sys.stderr, flush=True)

@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .loadgen import PID_HEADER
+from .loadgen import stop_after
 from .subjects import Built
 from .subjects import Context
 from .subjects import _beaker
@@ -189,13 +188,7 @@ def served_app() -> Any:
     dies or hangs (the workers follow their master).
     """
     logging.basicConfig(level=logging.ERROR)
-    limit = float(os.environ["BENCH_HOT_MAX_SECONDS"])
-
-    def stop_by_itself() -> None:
-        time.sleep(limit)
-        os._exit(3)
-
-    threading.Thread(target=stop_by_itself, daemon=True).start()
+    stop_after(float(os.environ["BENCH_HOT_MAX_SECONDS"]))
     row = {r.key: r for r in ROWS}[os.environ["BENCH_HOT_ROW"]]
     made = row.build(Context(os.environ["BENCH_HOT_WORKDIR"], hot_urls()))
     return make_hot_app(made.factory)

@@ -65,11 +65,13 @@ from .loadgen import ATTEMPTS_HEADER
 from .loadgen import PID_HEADER
 from .loadgen import Client
 from .loadgen import drive
+from .loadgen import empty_servers
 from .loadgen import free_port
 from .loadgen import open_sessions
 from .loadgen import percentile
 from .loadgen import pin
 from .loadgen import server_cpu
+from .loadgen import stop_after
 from .loadgen import verify
 from .loadgen import wait_for_port
 from .loadgen import wait_for_workers
@@ -212,13 +214,7 @@ def served_app() -> Any:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    limit = float(os.environ["BENCH_LOAD_MAX_SECONDS"])
-
-    def stop_by_itself() -> None:
-        time.sleep(limit)
-        os._exit(3)
-
-    threading.Thread(target=stop_by_itself, daemon=True).start()
+    stop_after(float(os.environ["BENCH_LOAD_MAX_SECONDS"]))
     return make_counter_app(
         os.environ["BENCH_LOAD_STORE"],
         os.environ["BENCH_LOAD_WORKDIR"],
@@ -433,29 +429,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _reset(rows: list[str]) -> None:
-    """Empty the benchmark's Redis db and drop the load table."""
-    import sqlalchemy as sa
-
-    urls = default_urls()
-    if "redis" in rows:
-        import redis
-
-        client = redis.Redis.from_url(urls["redis"])
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-    for kind in ("postgresql", "mariadb"):
-        if kind in rows:
-            engine = sa.create_engine(urls[kind], isolation_level="AUTOCOMMIT")
-            try:
-                with engine.connect() as conn:
-                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {LOAD_TABLE}"))
-            finally:
-                engine.dispose()
-
-
 #: The numbers printed per store as it finishes.
 SHOWN = (
     "requests_per_s",
@@ -536,12 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None and not server_reachable(server):
             results.append({"store": row, "skipped": f"{server} unreachable"})
             continue
-        _reset([row])
+        empty_servers([row], default_urls(), LOAD_TABLE)
         print(f"load: {row} for {args.seconds} s ...", file=sys.stderr, flush=True)
         try:
             result = run_store(row, args)
         finally:
-            _reset([row])
+            empty_servers([row], default_urls(), LOAD_TABLE)
         shown = {k: result[k] for k in SHOWN}
         print(f"load: {row}: {shown}", file=sys.stderr, flush=True)
         for sample in result["error_samples"] + result["lost_samples"] + result["miss_samples"]:

@@ -36,8 +36,10 @@ import os
 import random
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from dataclasses import field
 from typing import NamedTuple
@@ -367,3 +369,39 @@ def percentile(ordered: list[int], q: float) -> float:
     if not ordered:
         return 0.0
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+
+
+def empty_servers(kinds: Collection[str], urls: dict[str, str], table: str) -> None:
+    """Empty a scenario's Redis db and drop its SQL *table*, on the servers in *kinds*."""
+    if "redis" in kinds:
+        import redis
+
+        client = redis.Redis.from_url(urls["redis"])
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+    for kind in ("postgresql", "mariadb"):
+        if kind in kinds:
+            import sqlalchemy as sa
+
+            engine = sa.create_engine(urls[kind], isolation_level="AUTOCOMMIT")
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+            finally:
+                engine.dispose()
+
+
+def stop_after(seconds: float) -> None:
+    """End this process after *seconds*, whatever it is doing: a served app's watchdog.
+
+    Armed in gunicorn's master (``--preload``), so the server ends by itself if
+    the benchmark dies or hangs (the workers follow their master).
+    """
+
+    def stop_by_itself() -> None:
+        time.sleep(seconds)
+        os._exit(3)
+
+    threading.Thread(target=stop_by_itself, daemon=True).start()

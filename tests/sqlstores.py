@@ -52,6 +52,25 @@ def tables(url: str, **options: Any) -> Factories:
         store.engine.dispose()
 
 
+def load_in_threads(store: SQLStore, key: str, threads: int, loads: int) -> None:
+    """Have *threads* threads, released together, each load *key* *loads* times.
+
+    A burst: the store ends up holding (or having returned) that many connections.
+    """
+    barrier = threading.Barrier(threads)
+
+    def burst() -> None:
+        barrier.wait()
+        for _ in range(loads):
+            store.load(key, 600)
+
+    pool = [threading.Thread(target=burst) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
 class WireCounter:
     """A loopback proxy in front of PostgreSQL or MariaDB that counts what clients send.
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from pyramid_sessionstore.exceptions import StoreUnavailableError
 from pyramid_sessionstore.stores.sql import SQLStore
 from pyramid_sessionstore.testing import new_key
+from sqlstores import load_in_threads
 from sqlstores import server_url
 from sqlstores import tables
 
@@ -45,18 +46,7 @@ def test_a_forked_childs_threads_never_take_the_parents_pooled_connections(
     store = _store(request, server, pool_size=4, max_overflow=0, pool_pre_ping=True)
     key = new_key()
     store.save(key, b"x", 600, None)
-    barrier = threading.Barrier(4)
-
-    def warm() -> None:
-        barrier.wait()
-        for _ in range(20):
-            store.load(key, 600)
-
-    threads = [threading.Thread(target=warm) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    load_in_threads(store, key, 4, 20)
     pool: Any = store.engine.pool
     parents = {id(record.dbapi_connection) for record in list(pool._pool.queue)}
     assert parents  # pre-ping: every connection went back to the pool
@@ -132,18 +122,7 @@ def test_operator_statements_do_not_wait_behind_the_stores_own_idle_connections(
     store = _store(request, server, pool_size=2, max_overflow=0)
     key = new_key()
     store.save(key, b"x", 600, None)
-    barrier = threading.Barrier(2)
-
-    def burst() -> None:
-        barrier.wait()
-        for _ in range(30):
-            store.load(key, 600)
-
-    threads = [threading.Thread(target=burst) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    load_in_threads(store, key, 2, 30)
     answers: list[Any] = []
     operator = threading.Thread(
         target=lambda: answers.append((store.count(), list(store.keys()), store.delete_expired()))

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -33,6 +32,7 @@ from pyramid_sessionstore.stores.sql._statements import EPOCH
 from pyramid_sessionstore.testing import new_key
 from sqlstores import WireCounter
 from sqlstores import closed_url
+from sqlstores import load_in_threads
 from sqlstores import server_url
 from sqlstores import tables
 
@@ -563,18 +563,7 @@ def test_kept_connections_return_to_the_pool(
     store.save(key, b"x", 600, None)
     checkouts: list[int] = []
     sa.event.listen(store.engine, "checkout", lambda *a: checkouts.append(1))
-    barrier = threading.Barrier(4)
-
-    def burst() -> None:
-        barrier.wait()
-        for _ in range(30):
-            store.load(key, 600)
-
-    threads = [threading.Thread(target=burst) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    load_in_threads(store, key, 4, 30)
     pool: Any = store.engine.pool
     kept = pool.checkedout()
     # A check-out per connection the burst added (or per lease), not per operation.
